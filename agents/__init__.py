@@ -1,0 +1,1 @@
+"""The LangGraph workflow: state, graph wiring, one module per node, routing."""

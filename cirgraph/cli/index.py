@@ -1,0 +1,1 @@
+"""`cirgraph index`: placeholder until the gallery lands."""

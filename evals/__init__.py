@@ -1,0 +1,1 @@
+"""Benchmarks, metrics, the evaluation runner, result records and reports."""

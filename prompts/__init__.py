@@ -1,0 +1,1 @@
+"""Prompt templates per stage and variant (Jinja, package data) and their loader."""

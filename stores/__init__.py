@@ -1,0 +1,1 @@
+"""The Chroma-backed gallery: image and caption collections, indexing, caption import."""
