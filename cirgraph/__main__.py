@@ -1,0 +1,5 @@
+"""`python -m cirgraph` runs the CLI."""
+
+from cirgraph.cli import main
+
+main()
