@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -63,13 +64,20 @@ def test_bad_values_name_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
         Settings(_env_file=None)
 
 
+ENV_READ = re.compile(r"""(environ(\.get)?[\[(]|getenv\()\s*["']CIRGRAPH_""")
+SETTINGS_BUILT = re.compile(r"(?<![\w.])Settings\(\s*(_env_file[^)]*)?\)")
+
+
 def test_pipeline_code_never_reads_the_environment() -> None:
-    """Settings are read at the edges only: no module under agents/, tools/, stores/, prompts/ touches os.environ."""
+    """Settings are read at the edges only: pipeline modules never read CIRGRAPH_* variables or build Settings.
+
+    (Honouring the Hugging Face hub's own HF_HUB_OFFLINE convention in the model loader is allowed.)
+    """
     root = Path(__file__).resolve().parents[1]
     offenders = []
-    for folder in ("agents", "tools", "stores", "prompts"):
+    for folder in ("agents", "tools", "stores", "prompts", "evals"):
         for py in (root / folder).rglob("*.py"):
             text = py.read_text()
-            if "os.environ" in text or "getenv(" in text or "Settings(" in text:
+            if ENV_READ.search(text) or SETTINGS_BUILT.search(text):
                 offenders.append(str(py.relative_to(root)))
     assert offenders == []

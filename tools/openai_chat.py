@@ -1,0 +1,299 @@
+"""ChatModel over any OpenAI-compatible endpoint (OpenAI, vLLM, llama.cpp's server, Ollama...).
+
+Structured output tries what servers differ on, best first: `json_schema` response_format (OpenAI, vLLM), then
+`json_object` with a `schema` (llama.cpp's server), then the schema as instructions; the first mode a server accepts
+is remembered per instance. Retries (tenacity, backoff with jitter, Retry-After honoured) cover timeouts, connection
+errors, 408/409/429/5xx and invalid output; other 4xx fail at once with the server's answer in the message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import threading
+import time
+import weakref
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ValidationError
+from tenacity import (AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential,
+                      wait_random)
+
+from cirgraph.errors import ConfigError, InputError, ModelError, ModelOutputError
+from cirgraph.tools.images import to_data_url
+from cirgraph.tools.messages import Message
+from cirgraph.tools.usage import CallRecord, record
+
+if TYPE_CHECKING:
+    from openai import AsyncOpenAI
+
+StructuredMode = Literal["auto", "json_schema", "json_object", "instructions"]
+_MODES = ("json_schema", "json_object", "instructions")
+# Words a server's 400/422 uses when it does not support the response_format we sent (llama.cpp, vLLM, FastAPI).
+_FORMAT_WORDS = ("response_format", "json_schema", "json_object", "schema", "guided", "structured", "grammar",
+                 "not supported", "unsupported")
+_FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.DOTALL)
+
+
+class _FormatRejected(Exception):
+    """The server refused the response_format of one structured-output mode."""
+
+
+def schema_instructions(schema: type[BaseModel]) -> str:
+    """The system-prompt text asking for a JSON object that fits `schema`."""
+    return ("Reply with a single JSON object, and nothing else, that conforms to this JSON schema:\n"
+            + json.dumps(schema.model_json_schema(), ensure_ascii=False))
+
+
+def parse_json_reply(text: str, schema: type[BaseModel]) -> BaseModel:
+    """Validate a reply as `schema`, tolerating ```json fences and prose around the outermost JSON object."""
+    try:
+        return schema.model_validate_json(text)
+    except ValidationError:
+        fenced = _FENCE.search(text)
+        inner = fenced.group(1) if fenced else text
+        start, end = inner.find("{"), inner.rfind("}")
+        candidate = inner[start:end + 1] if 0 <= start < end else inner
+        if candidate.strip() == text.strip():
+            raise
+        return schema.model_validate_json(candidate)
+
+
+def _validation_summary(exc: ValidationError, limit: int = 3) -> str:
+    errors = exc.errors()
+    shown = "; ".join(f"{'.'.join(map(str, e['loc'])) or '<root>'}: {e['msg']}" for e in errors[:limit])
+    return shown + (f" (+{len(errors) - limit} more)" if len(errors) > limit else "")
+
+
+def _retry_after(exc: BaseException | None) -> float | None:
+    """Seconds the server asked us to wait (retry-after-ms, or Retry-After in seconds), if it said."""
+    headers = getattr(getattr(exc, "response", None), "headers", None) or {}
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        try:
+            return max(0.0, float(headers[name]) * scale)
+        except (KeyError, TypeError, ValueError):  # absent, or an HTTP date: use our own backoff
+            continue
+    return None
+
+
+def _retryable(exc: BaseException) -> bool:
+    import openai
+
+    if isinstance(exc, openai.APIStatusError):
+        return exc.status_code in (408, 409, 429) or exc.status_code >= 500
+    return isinstance(exc, (ModelOutputError, openai.APIConnectionError))  # connection errors include timeouts
+
+
+class OpenAIChatModel:
+    """Implements cirgraph.tools.protocols.ChatModel for an OpenAI-compatible chat completions endpoint.
+
+    `max_retries` is the number of attempts per call; `retry_wait` the (initial, max) backoff in seconds;
+    `max_retry_after` caps a server's Retry-After. `max_concurrency` bounds requests in flight per event loop.
+    """
+
+    def __init__(
+        self, model: str, *, base_url: str | None, api_key: str | None, timeout: float = 60,
+        max_retries: int = 4, max_concurrency: int = 8, image_max_side: int = 768,
+        structured_mode: StructuredMode = "auto", name: str | None = None, extra_body: dict | None = None,
+        retry_wait: tuple[float, float] = (0.5, 8.0), max_retry_after: float = 60.0,
+    ) -> None:
+        if not model or structured_mode not in ("auto", *_MODES) or min(max_retries, max_concurrency) < 1:
+            raise ConfigError(f"OpenAIChatModel({model!r}): needs a model name, structured_mode in auto/"
+                              f"{'/'.join(_MODES)} (got {structured_mode!r}), max_retries and max_concurrency >= 1")
+        self.model = model
+        self.name = name or model
+        self.base_url = base_url
+        # A local server must never receive the user's OpenAI key from the environment: send a placeholder.
+        self._api_key = api_key if api_key is not None or base_url is None else "EMPTY"
+        self.timeout = float(timeout)
+        self.max_retries = max_retries
+        self.max_concurrency = max_concurrency
+        self.image_max_side = image_max_side
+        self.structured_mode = structured_mode
+        self.extra_body = dict(extra_body or {})
+        self.max_retry_after = max_retry_after
+        self._where = base_url or "the OpenAI API"
+        self._backoff = wait_exponential(multiplier=retry_wait[0], max=retry_wait[1]) + wait_random(0, retry_wait[0])
+        self._modes = list(_MODES) if structured_mode == "auto" else [structured_mode]
+        self._lock = threading.Lock()
+        # A client and a semaphore per event loop: both are bound to the loop they were first used on.
+        self._per_loop: weakref.WeakKeyDictionary[Any, tuple[AsyncOpenAI, asyncio.Semaphore]]
+        self._per_loop = weakref.WeakKeyDictionary()
+
+    def __repr__(self) -> str:
+        return f"OpenAIChatModel({self.model!r}, base_url={self.base_url!r}, name={self.name!r})"
+
+    def _loop_state(self) -> tuple[AsyncOpenAI, asyncio.Semaphore]:
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            state = self._per_loop.get(loop)
+            if state is None:
+                from openai import AsyncOpenAI
+
+                client = AsyncOpenAI(api_key=self._api_key, base_url=self.base_url, timeout=self.timeout,
+                                     max_retries=0)  # we retry ourselves, with tenacity
+                state = self._per_loop[loop] = (client, asyncio.Semaphore(self.max_concurrency))
+            return state
+
+    async def aclose(self) -> None:
+        """Close the HTTP client of the running event loop."""
+        with self._lock:
+            state = self._per_loop.pop(asyncio.get_running_loop(), None)
+        if state is not None:
+            await state[0].close()
+
+    async def complete(
+        self, messages: Sequence[Message], *, schema: type[BaseModel] | None = None, temperature: float = 0.0,
+        max_tokens: int | None = None,
+    ) -> Any:
+        """Answer the conversation as text, or as a validated `schema` instance; see the module docstring."""
+        if not messages:
+            raise InputError("messages", "the conversation is empty")
+        started = time.perf_counter()
+        tally = CallRecord(self.name, "chat", latency_s=0.0, attempts=0, mode="text" if schema is None else "")
+        try:
+            wire = await self._to_wire(messages)
+            if schema is None:
+                result = await self._retrying(wire, None, "text", temperature, max_tokens, tally)
+            else:
+                result = await self._structured(wire, schema, temperature, max_tokens, tally)
+        except BaseException as exc:  # cancellation included: the record says the call did not finish
+            tally.ok, tally.error = False, str(exc) or type(exc).__name__
+            raise
+        finally:
+            tally.latency_s = time.perf_counter() - started
+            record(tally)
+        return result
+
+    async def _to_wire(self, messages: Sequence[Message]) -> list[dict]:
+        """Our messages in the chat completions format; images become downscaled base64 data URLs."""
+        def part(p: Any) -> dict:
+            if isinstance(p, str):
+                return {"type": "text", "text": p}
+            return {"type": "image_url", "image_url": {"url": to_data_url(p, max_side=self.image_max_side)}}
+
+        def convert() -> list[dict]:
+            return [{"role": m.role, "content": [part(p) for p in m.parts] if m.images else m.text} for m in messages]
+
+        # JPEG encoding is CPU work: keep it off the event loop.
+        return await asyncio.to_thread(convert) if any(m.images for m in messages) else convert()
+
+    async def _structured(
+        self, wire: list[dict], schema: type[BaseModel], temperature: float, max_tokens: int | None, tally: CallRecord,
+    ) -> BaseModel:
+        """Try the remembered modes in order; a mode the server rejects is dropped for later calls."""
+        with self._lock:
+            modes = list(self._modes)
+        rejected: list[str] = []
+        for mode in modes:
+            tally.mode = mode
+            try:
+                return await self._retrying(wire, schema, mode, temperature, max_tokens, tally)
+            except _FormatRejected as exc:
+                rejected.append(f"{mode}: {exc}")
+                with self._lock:
+                    if self.structured_mode == "auto" and mode in self._modes and len(self._modes) > 1:
+                        self._modes.remove(mode)
+        raise ModelError(self.name, f"{self._where} rejected structured output ({'; '.join(rejected)})")
+
+    def _wait(self, state: RetryCallState) -> float:
+        asked = _retry_after(state.outcome.exception() if state.outcome else None)
+        return min(asked, self.max_retry_after) if asked is not None else self._backoff(state)
+
+    async def _retrying(
+        self, wire: list[dict], schema: type[BaseModel] | None, mode: str, temperature: float,
+        max_tokens: int | None, tally: CallRecord,
+    ) -> Any:
+        """One request with retries; the last failure becomes a ModelError naming the server's answer."""
+        request = self._request_args(wire, schema, mode, temperature, max_tokens)
+        feedback: list[dict] = []  # after invalid output: the bad reply and what was wrong with it
+        retrying = AsyncRetrying(stop=stop_after_attempt(self.max_retries), wait=self._wait,
+                                 retry=retry_if_exception(_retryable), reraise=True)
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    tally.attempts += 1
+                    result = await self._attempt(request, feedback, schema, tally)
+        except _FormatRejected:
+            raise
+        except Exception as exc:
+            raise self._final_error(exc, tally.attempts) from exc
+        return result
+
+    def _request_args(
+        self, wire: list[dict], schema: type[BaseModel] | None, mode: str, temperature: float, max_tokens: int | None,
+    ) -> dict[str, Any]:
+        messages = list(wire)
+        if schema is not None and mode in ("json_object", "instructions"):
+            # One leading system message: several chat templates refuse a second one.
+            text = schema_instructions(schema)
+            if messages and messages[0]["role"] == "system" and isinstance(messages[0]["content"], str):
+                text = f"{messages.pop(0)['content']}\n\n{text}"
+            messages.insert(0, {"role": "system", "content": text})
+        args: dict[str, Any] = {"model": self.model, "messages": messages, "temperature": temperature,
+                                **({"max_tokens": max_tokens} if max_tokens is not None else {}),
+                                **({"extra_body": self.extra_body} if self.extra_body else {})}
+        if schema is not None and mode == "json_schema":
+            name = re.sub(r"[^a-zA-Z0-9_-]", "_", schema.__name__)[:64]
+            args["response_format"] = {"type": "json_schema", "json_schema": {
+                "name": name, "schema": schema.model_json_schema(), "strict": False}}
+        elif schema is not None and mode == "json_object":  # llama.cpp's form: the schema beside the type
+            args["response_format"] = {"type": "json_object", "schema": schema.model_json_schema()}
+        return args
+
+    async def _attempt(
+        self, request: dict[str, Any], feedback: list[dict], schema: type[BaseModel] | None, tally: CallRecord,
+    ) -> Any:
+        import openai
+
+        client, semaphore = self._loop_state()
+        args = {**request, "messages": request["messages"] + feedback}
+        async with semaphore:
+            try:
+                response = await client.chat.completions.create(**args)
+            except (openai.BadRequestError, openai.UnprocessableEntityError) as exc:
+                if "response_format" in args and any(w in exc.response.text.lower() for w in _FORMAT_WORDS):
+                    raise _FormatRejected(f"HTTP {exc.status_code}: {exc.response.text[:300]}") from exc
+                raise
+            except ValueError as exc:  # the body was not JSON (the SDK lets json errors through)
+                raise ModelOutputError(self.name, f"the response body is not valid JSON ({exc})") from exc
+        if response.usage is not None:  # absent on some servers: count 0
+            tally.prompt_tokens += response.usage.prompt_tokens or 0
+            tally.completion_tokens += response.usage.completion_tokens or 0
+        if not response.choices:
+            raise ModelOutputError(self.name, "the response has no choices")
+        choice = response.choices[0]
+        content = getattr(getattr(choice, "message", None), "content", None)
+        if content is None or not content.strip():
+            raise ModelOutputError(self.name, f"the reply is empty (finish_reason={choice.finish_reason!r})", content)
+        if schema is None:
+            return content
+        try:
+            return parse_json_reply(content, schema)
+        except ValidationError as exc:
+            reason = f"not a valid {schema.__name__}: {_validation_summary(exc)}"
+            if choice.finish_reason == "length":
+                reason += " (cut off: finish_reason='length', raise max_tokens)"
+            feedback[:] = [{"role": "assistant", "content": content[:4000]}, {"role": "user", "content": (
+                f"That reply was invalid ({reason}). Answer again with only a JSON object that fits the schema.")}]
+            raise ModelOutputError(self.name, reason, content) from None
+
+    def _final_error(self, exc: BaseException, attempts: int) -> ModelError:
+        import openai
+
+        tries = f"after {attempts} attempt{'s' if attempts != 1 else ''}"
+        if isinstance(exc, ModelOutputError):
+            shown = f"; the reply began {exc.raw[:300]!r}" if exc.raw else ""
+            return ModelOutputError(self.name, f"invalid output {tries}: {exc.reason}{shown}", raw=exc.raw)
+        if isinstance(exc, openai.APITimeoutError):
+            reason = f"no answer from {self._where} within {self.timeout:g} s"
+        elif isinstance(exc, openai.APIConnectionError):
+            reason = f"cannot reach {self._where}: {exc.__cause__ or exc}"
+        elif isinstance(exc, openai.APIStatusError):
+            reason = f"HTTP {exc.status_code} from {self._where}: {exc.response.text[:500]}"
+        else:
+            reason = f"request to {self._where} failed: {type(exc).__name__}: {exc}"
+        return ModelError(self.name, f"{reason} ({tries})")
+
