@@ -35,7 +35,7 @@ def test_wheel_has_only_the_cirgraph_top_level(wheel: Path) -> None:
 
 def test_wheel_maps_every_folder_under_cirgraph(wheel: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
-    for sub in ("agents", "prompts", "tools", "stores", "evals", "cli", "testing"):
+    for sub in ("agents", "prompts", "tools", "stores", "evals", "cli", "testing", "chat"):
         assert f"cirgraph/{sub}/__init__.py" in names, sub
     assert any(n.startswith("cirgraph/prompts/templates/") and n.endswith(".j2") for n in names) or not any(
         (REPO / "prompts" / "templates").rglob("*.j2")

@@ -27,6 +27,9 @@ IMAGE_SUFFIXES = frozenset(
     {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".jfif", ".ppm", ".pgm", ".pbm"}
 )
 
+# Formats we decode. Pillow knows many more (EPS goes through Ghostscript, for one); photos need none of them.
+ALLOWED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP", "TIFF", "PPM"})
+
 ImageSource = Union[str, os.PathLike, bytes, "Image"]
 
 
@@ -67,7 +70,7 @@ def decode_image(data: bytes, *, name: str = "<bytes>", max_pixels: int = DEFAUL
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", PILImage.DecompressionBombWarning)
-            img = PILImage.open(io.BytesIO(data))
+            img = PILImage.open(io.BytesIO(data), formats=_decoders())
             width, height = img.size
             if width * height > max_pixels:
                 raise ImageError(name, f"{width}x{height} = {width * height} pixels, over the {max_pixels}-pixel cap")
@@ -75,12 +78,21 @@ def decode_image(data: bytes, *, name: str = "<bytes>", max_pixels: int = DEFAUL
     except ImageError:
         raise
     except UnidentifiedImageError:
-        raise ImageError(name, "not an image file (unrecognised format)") from None
+        raise ImageError(
+            name, f"not an image file (unrecognised format; accepted: {', '.join(sorted(ALLOWED_FORMATS))})"
+        ) from None
     except (PILImage.DecompressionBombError, PILImage.DecompressionBombWarning) as exc:
         raise ImageError(name, f"decompression bomb refused ({exc})") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageError(name, f"corrupt or truncated image ({exc})") from None
     return normalise(ImageOps.exif_transpose(img) or img)
+
+
+def _decoders() -> list[str]:
+    from PIL import Image as PILImage
+
+    PILImage.init()  # registers every plugin, so the allow-list can be matched against what this Pillow has
+    return [f for f in sorted(ALLOWED_FORMATS) if f in PILImage.OPEN]
 
 
 def normalise(img: Image) -> Image:

@@ -112,3 +112,15 @@ def test_data_url_is_downscaled() -> None:
 def test_content_hash_depends_on_bytes_only() -> None:
     assert content_hash(b"abc") == content_hash(b"abc") != content_hash(b"abd")
     assert len(content_hash(b"abc")) == 32
+
+
+def test_formats_outside_the_allow_list_are_refused(tmp_path: Path) -> None:
+    """Pillow could open EPS through Ghostscript; a photo gallery never needs that, so it is refused."""
+    p = tmp_path / "doc.eps"
+    p.write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n")
+    with pytest.raises(ImageError, match=r"doc\.eps: not an image file"):
+        load_image(p)
+    ico = tmp_path / "icon.ico"
+    Image.new("RGB", (16, 16)).save(ico, "ICO")
+    with pytest.raises(ImageError, match="unrecognised format"):
+        load_image(ico)
