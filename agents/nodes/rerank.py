@@ -1,0 +1,103 @@
+"""rerank: a model checks the top candidates against the propositions, and the verdicts are fused with the
+retrieval scores (cirgraph.agents.fusion.rerank_scores).
+
+Each candidate is one call answering every proposition's yes/no question: the vision model looks at the candidate
+image (beside the reference when configured: a pairwise judgement); a candidate without a readable image is judged
+on its captions by the LLM (caption-only galleries). Calls run concurrently; the model client bounds how many are
+in flight. Verdicts are kept by (candidate, propositions), so a later round re-checks only new candidates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from typing import Any
+
+from langgraph.runtime import Runtime
+
+from cirgraph.agents.context import PipelineConfig
+from cirgraph.agents.fusion import holds, rerank_scores, verdict_score
+from cirgraph.agents.nodes._trace import degraded, traced
+from cirgraph.agents.nodes.decompose import target_text
+from cirgraph.agents.query import reference_image
+from cirgraph.agents.schemas import Verdicts
+from cirgraph.agents.services import Services
+from cirgraph.agents.state import PipelineState
+from cirgraph.errors import CirgraphError, ModelError
+from cirgraph.prompts.loader import Rendered, render
+from cirgraph.tools.messages import Message
+
+
+def checks(state: PipelineState) -> list[dict[str, Any]]:
+    """The propositions to verify; without any, the whole target description is one (its question left to the
+    prompt template)."""
+    return list(state.get("propositions") or []) or [
+        {"text": target_text(state), "polarity": "must_show", "question": ""}
+    ]
+
+
+def propositions_key(props: list[dict[str, Any]]) -> str:
+    text = "\n".join(f"{p['polarity']}|{p['question']}|{p['text']}" for p in props)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+@traced("rerank")
+async def rerank(state: PipelineState, runtime: Runtime[PipelineConfig], *, services: Services) -> dict[str, Any]:
+    """Verify the head of the ranking and reorder it; on total failure keep the retrieval order."""
+    ctx, hits = runtime.context, list(state.get("hits") or [])
+    if not hits:
+        return {}
+    props, head = checks(state), hits[: ctx.rerank_depth]
+    pkey, known = propositions_key(props), state.get("verdicts") or {}
+    todo = [h for h in head if f"{h['id']}|{pkey}" not in known]
+    reference = reference_image(state["reference"]) if ctx.rerank_with_reference else None
+    target = target_text(state)
+    rendered: dict[str, Rendered] = {}
+    results = await asyncio.gather(*(_judge(services, ctx, h, props, target, reference, rendered) for h in todo))
+    new = {f"{h['id']}|{pkey}": v for h, v in zip(todo, results, strict=True)}
+    verdicts = {**known, **new}
+    update: dict[str, Any] = {"verdicts": new}
+    if rendered:
+        update["prompts"] = {"rerank": next(iter(rendered.values())).ref()}
+    failed = [v for v in new.values() if v["score"] is None]
+    if failed and all(verdicts[f"{h['id']}|{pkey}"]["score"] is None for h in head):
+        return {**update, "degraded": [degraded("rerank", failed[0]["error"], "retrieval order")]}
+    if failed:
+        update["degraded"] = [degraded("rerank", f"{len(failed)} of {len(todo)} checks failed; first: "
+                                                f"{failed[0]['error']}", "neutral verdict for those candidates")]
+    values = [verdicts[f"{h['id']}|{pkey}"]["score"] for h in head]
+    scores = rerank_scores([h["retrieval_score"] for h in hits], values, ctx.rerank_weight)
+    scored = [{**h, "score": s, "verdict": values[i] if i < len(head) else None}
+              for i, (h, s) in enumerate(zip(hits, scores, strict=True))]
+    ranked = sorted(scored[: len(head)], key=lambda h: -h["score"]) + scored[len(head):]
+    return {**update, "hits": ranked}
+
+
+async def _judge(services: Services, ctx: PipelineConfig, hit: dict, props: list[dict], target: str,
+                 reference: Any, rendered: dict[str, Rendered]) -> dict[str, Any]:
+    """One candidate's verdict: {"score", "mode", "model", "answers"} or {"score": None, "error"}."""
+    image, why = None, ""
+    if services.vlm is not None and hit.get("uri"):
+        try:
+            image = await asyncio.to_thread(services.image_loader, hit["uri"])
+        except CirgraphError as exc:
+            why = f"candidate image unreadable ({exc}); "
+    model = services.vlm if image is not None else services.llm or (services.vlm if hit["captions"] else None)
+    if model is None or (image is None and not hit["captions"]):
+        return {"score": None, "error": f"{hit['id']}: {why}no readable image and no captions to check", "mode": None}
+    mode = "image" if image is not None else "caption"
+    pairwise = mode == "image" and reference is not None
+    prompt = render("rerank", ctx.rerank_prompt, mode=mode, with_reference=pairwise, captions=hit["captions"],
+                    target=target, questions=[{"index": i, "question": p["question"]} for i, p in enumerate(props, 1)])
+    rendered[mode] = prompt
+    parts = [prompt.text, *([reference] if pairwise else []), *([image] if image is not None else [])]
+    try:
+        out = await model.complete([Message.user(*parts)], schema=Verdicts)
+    except ModelError as exc:
+        return {"score": None, "error": f"{hit['id']}: {exc}", "mode": mode, "model": model.name}
+    answers = {a.index: (a.answer, a.confidence) for a in out.answers if 1 <= a.index <= len(props)}
+    polarities = [p["polarity"] for p in props]
+    detail = [{"index": i, "text": p["text"], "polarity": p["polarity"], "answer": answers[i][0],
+               "confidence": answers[i][1], "holds": round(holds(*answers[i], p["polarity"]), 4)}
+              for i, p in enumerate(props, 1) if i in answers]
+    return {"score": verdict_score(answers, polarities), "mode": mode, "model": model.name, "answers": detail}

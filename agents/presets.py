@@ -1,0 +1,57 @@
+"""Named configurations: the baselines and the stages of the full pipeline, one step at a time, for ablations.
+
+    modification-only     search with the modification text alone (no model calls)
+    caption-only          search with the reference caption alone (vision model only)
+    caption+modification  caption and modification concatenated (vision model only)
+    cirevl                caption -> LLM recompose -> text->image search (CIReVL, exactly)
+    multi-description     + several descriptions ensembled, + caption and reference similarity (LDRE, WeiMoCIR)
+    propositions          + decomposition into propositions, used as a fusion component (NDCR)
+    rerank                + verification of the top candidates by a vision model
+    reflect               + revision and re-search while the best candidates fail (the full pipeline)
+"""
+
+from __future__ import annotations
+
+from cirgraph.agents.context import PipelineConfig
+from cirgraph.errors import InputError
+
+DEFAULT_PRESET = "reflect"
+
+# The no-LLM baselines search with text alone, as in the CIReVL paper's baselines.
+_NO_LLM = {"recompose": False, "decompose": False, "rerank": False, "reflect": False, "n_descriptions": 1,
+           "w_reference": 0.0, "w_propositions": 0.0}
+
+
+def _presets() -> dict[str, PipelineConfig]:
+    full = PipelineConfig(preset="reflect")
+    cirevl = full.with_(recompose_prompt="plain", n_descriptions=1, decompose=False, rerank=False, reflect=False,
+                        w_text_image=1.0, w_text_caption=0.0, w_reference=0.0, w_propositions=0.0, preset="cirevl")
+    multi = full.with_(decompose=False, rerank=False, reflect=False, w_propositions=0.0, preset="multi-description")
+    return {
+        "modification-only": full.with_(**_NO_LLM, caption=False, baseline_text="modification",
+                                        preset="modification-only"),
+        "caption-only": full.with_(**_NO_LLM, baseline_text="caption", preset="caption-only"),
+        "caption+modification": full.with_(**_NO_LLM, baseline_text="caption+modification",
+                                           preset="caption+modification"),
+        "cirevl": cirevl,
+        "multi-description": multi,
+        "propositions": multi.with_(decompose=True, w_propositions=full.w_propositions, preset="propositions"),
+        "rerank": full.with_(reflect=False, preset="rerank"),
+        "reflect": full,
+    }
+
+
+PRESETS: dict[str, PipelineConfig] = _presets()
+
+
+def preset(name: str, **overrides: object) -> PipelineConfig:
+    """The named configuration, with `overrides` applied; InputError listing the names for an unknown one."""
+    try:
+        config = PRESETS[name]
+    except KeyError:
+        raise InputError(f"preset {name!r}", f"unknown; choose one of: {', '.join(PRESETS)}") from None
+    return config.with_(**overrides) if overrides else config
+
+
+def names() -> list[str]:
+    return list(PRESETS)

@@ -1,0 +1,166 @@
+"""Turning a caller's query into validated graph input, before any model is called.
+
+A reference may be a file path, image bytes, a PIL image, or a gallery id (`GalleryRef`, or a string that is not
+an existing file but is a gallery id). Bad images and empty or oversized modification texts raise InputError
+naming the input; nothing reaches a model until the query is known to be usable.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Union
+
+from cirgraph.errors import InputError
+from cirgraph.tools.images import (
+    DEFAULT_MAX_PIXELS,
+    IMAGE_SUFFIXES,
+    content_hash,
+    decode_image,
+    read_image_bytes,
+)
+
+if TYPE_CHECKING:
+    from PIL.Image import Image
+
+    from cirgraph.agents.state import QueryInput, Reference
+    from cirgraph.stores.base import GalleryReader
+
+MAX_TEXT_CHARS = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class GalleryRef:
+    """A reference given as the id of a gallery item."""
+
+    id: str
+
+
+ReferenceSource = Union[str, os.PathLike, bytes, "Image", GalleryRef]
+
+
+def check_text(text: Any, *, subject: str = "modification text", limit: int = MAX_TEXT_CHARS) -> str:
+    """The stripped text, or InputError when it is not a string, empty, or longer than `limit` characters."""
+    if not isinstance(text, str):
+        raise InputError(subject, f"expected a string, got {type(text).__name__}")
+    stripped = " ".join(text.split())
+    if not stripped:
+        raise InputError(subject, "is empty")
+    if len(stripped) > limit:
+        raise InputError(subject, f"is {len(stripped)} characters long, over the {limit}-character limit")
+    return stripped
+
+
+def resolve_reference(source: ReferenceSource, gallery: GalleryReader, *,
+                      max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[Reference, list[str]]:
+    """Validate the reference and return it with its gallery captions: those of the item it names, or of the item
+    stored under its content hash (an image that is also in the gallery); empty otherwise."""
+    from PIL import Image as PILImage
+
+    if isinstance(source, GalleryRef):
+        return _gallery_reference(source.id, gallery, max_pixels)
+    if isinstance(source, PILImage.Image):
+        ref = _image_reference(source, max_pixels)
+        return ref, _stored_captions(ref["hash"], gallery)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+        _remember(decode_image(data, name="reference bytes", max_pixels=max_pixels), content_hash(data))
+        return {"id": None, "hash": content_hash(data), "data": data}, _stored_captions(content_hash(data), gallery)
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if isinstance(source, str) and not path.exists() and source and gallery.get([source]):
+            return _gallery_reference(source, gallery, max_pixels)
+        if not path.exists() and isinstance(source, str) and Path(source).suffix.lower() not in IMAGE_SUFFIXES:
+            raise InputError(f"reference {source!r}", f"no such file, and no item with this id in gallery "
+                                                      f"{gallery.name!r}")
+        data = read_image_bytes(path)
+        _remember(decode_image(data, name=str(path), max_pixels=max_pixels), content_hash(data))
+        return {"id": None, "hash": content_hash(data), "data": data}, _stored_captions(content_hash(data), gallery)
+    raise InputError("reference", f"unsupported type {type(source).__name__} (expected a path, bytes, a PIL image "
+                                  "or a gallery id)")
+
+
+def _stored_captions(digest: str, gallery: GalleryReader) -> list[str]:
+    """Captions of the gallery item stored under this content hash (galleries keyed by content), if any."""
+    item = gallery.get([digest]).get(digest)
+    return list(item.captions) if item is not None else []
+
+
+def _image_reference(img: Image, max_pixels: int) -> Reference:
+    from cirgraph.tools.images import load_image
+
+    rgb = load_image(img, max_pixels=max_pixels)
+    buf = io.BytesIO()
+    rgb.save(buf, format="PPM")  # lossless and ~30x faster to write than PNG; the bytes only travel in state
+    data = buf.getvalue()
+    _remember(rgb, content_hash(data))
+    return {"id": None, "hash": content_hash(data), "data": data}
+
+
+def _gallery_reference(item_id: str, gallery: GalleryReader, max_pixels: int) -> tuple[Reference, list[str]]:
+    items = gallery.get([item_id])
+    if item_id not in items:
+        raise InputError(f"reference id {item_id!r}", f"no such item in gallery {gallery.name!r}")
+    item = items[item_id]
+    from cirgraph.agents.services import local_path
+
+    data, path = None, local_path(item.uri)
+    if path is not None and path.is_file():
+        data = read_image_bytes(path)
+        _remember(decode_image(data, name=str(path), max_pixels=max_pixels), content_hash(data))
+    return {"id": item_id, "hash": content_hash(data) if data else item_id, "data": data}, list(item.captions)
+
+
+def build_input(reference: ReferenceSource, text: str, gallery: GalleryReader, *, caption: str | None = None,
+                max_rounds: int = 1, max_pixels: int = DEFAULT_MAX_PIXELS) -> QueryInput:
+    """Validated graph input. A caller's caption wins over gallery captions; either one skips captioning."""
+    modification = check_text(text)
+    ref, gallery_captions = resolve_reference(reference, gallery, max_pixels=max_pixels)
+    state: QueryInput = {"modification": modification, "reference": ref, "max_rounds": max_rounds}
+    if caption is not None:
+        state["caption"], state["caption_source"] = check_text(caption, subject="caption"), "given"
+    elif gallery_captions:
+        state["caption"], state["caption_source"] = gallery_captions[0], "gallery"
+    return state
+
+
+# Decoded reference images by content hash: the input check decodes once; caption, retrieve and rerank reuse it.
+_decoded: OrderedDict[str, Image] = OrderedDict()
+_decoded_lock = threading.Lock()
+_KEEP = 32
+
+
+def _remember(img: Image, key: str) -> None:
+    with _decoded_lock:
+        _decoded[key] = img
+        _decoded.move_to_end(key)
+        while len(_decoded) > _KEEP:
+            _decoded.popitem(last=False)
+
+
+def reference_image(ref: Reference) -> Image | None:
+    """The decoded reference image, or None when only a gallery id without a readable image is known."""
+    if not ref["data"]:
+        return None
+    with _decoded_lock:
+        img = _decoded.get(ref["hash"])
+    if img is None:
+        img = decode_image(ref["data"], name="reference")
+        _remember(img, ref["hash"])
+    return img
+
+
+
+def baseline_query(state: dict, mode: str) -> str:
+    """The text searched for without recompose: the modification, the caption, or both (no-LLM baselines).
+    Without a caption every mode falls back to the modification."""
+    caption, modification = state.get("caption"), state["modification"]
+    if not caption or mode == "modification":
+        return modification
+    if mode == "caption":
+        return caption
+    return f"{caption.rstrip(' .')}. {modification}"

@@ -1,0 +1,60 @@
+"""Graph state: the narrow input a caller gives, and the full state the nodes read and update.
+
+State holds plain values only (str, float, bytes, lists and dicts of them): checkpoints serialise it without a
+serializer allow-list, and a paused run can resume in another process. The reference image travels as its file
+bytes; nodes decode it through a small cache (cirgraph.agents.query.reference_image).
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Annotated, Any, TypedDict
+
+
+def merge(left: dict | None, right: dict | None) -> dict:
+    """Reducer: dict union, the right side winning (verdicts by candidate, prompts by stage)."""
+    return {**(left or {}), **(right or {})}
+
+
+class Reference(TypedDict):
+    """The reference image: a gallery id and/or its bytes, and the hash that keys caches and excludes it."""
+
+    id: str | None  # gallery id when the reference is a gallery item
+    hash: str  # content hash of the file bytes (a gallery id when the gallery keys items by content)
+    data: bytes | None  # encoded image bytes; None for a gallery item whose image is not readable here
+
+
+class QueryInput(TypedDict, total=False):
+    """What a caller passes to the graph (see cirgraph.agents.query.build_input, which validates it)."""
+
+    modification: str
+    reference: Reference
+    caption: str | None
+    caption_source: str  # "given" | "gallery" when a caption came with the query
+    max_rounds: int
+
+
+class PipelineState(QueryInput, total=False):
+    """Everything a run produces. Lists with `operator.add` accumulate over rounds; dicts with `merge` update."""
+
+    # recompose / review / reflect
+    descriptions: list[str]
+    description_source: str  # "recompose", "human", "reflect", "baseline", "fallback", "modification"
+    edits: list[str]
+    # decompose
+    propositions: list[dict[str, Any]]  # {"text", "polarity", "question"}
+    # retrieve
+    queries: list[str]  # the texts actually searched for in the last round
+    hits: list[dict[str, Any]]  # ranked, each with "components", "retrieval_score", "score", "verdict"
+    weights: dict[str, float]  # effective fusion weights of the last round
+    excluded: list[str]  # gallery ids left out as the reference itself
+    round: int  # retrieval rounds done
+    # rerank
+    verdicts: Annotated[dict[str, dict[str, Any]], merge]  # "<id>|<propositions key>" -> verdict
+    # reflect
+    reflections: Annotated[list[dict[str, Any]], operator.add]
+    stop_reason: str | None
+    # explanation
+    trace: Annotated[list[dict[str, Any]], operator.add]  # one entry per node run: stage, round, seconds, calls
+    prompts: Annotated[dict[str, dict[str, str]], merge]  # stage -> {"template", "sha"}
+    degraded: Annotated[list[dict[str, Any]], operator.add]  # {"stage", "reason", "fallback"}

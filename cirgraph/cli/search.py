@@ -1,0 +1,136 @@
+"""`cirgraph search`: rank a gallery's images for a reference image plus a modification text.
+
+Stage-by-stage progress goes to stderr (a spinner on a terminal, one line per stage otherwise); the ranking goes
+to stdout as a table, or with --json as exactly one JSON object {"results": [...], "explanation": {...}}.
+Degraded stages are always reported on stderr. Bad input and configuration exit 1 with a one-line error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional
+
+import typer
+
+from cirgraph.cli import app
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from cirgraph.agents.results import SearchResult
+    from cirgraph.retriever import Retriever
+
+
+def open_retriever(gallery: str, preset: str) -> Retriever:
+    """The retriever for `gallery` with the named preset, from Settings (tests replace this function)."""
+    from cirgraph.retriever import Retriever
+
+    return Retriever.from_settings(gallery=gallery, preset=preset)
+
+
+def stage_line(stage: str, update: dict[str, Any]) -> str:
+    """One progress line summarising a finished stage."""
+    seconds = sum(t["seconds"] for t in update.get("trace", []))
+    if stage == "caption_reference":
+        detail = f"caption: {update['caption']}" if update.get("caption") else "no caption"
+    elif stage in ("recompose", "review_description"):
+        detail = f"{len(update.get('descriptions', []))} description(s)"
+    elif stage == "decompose":
+        detail = f"{len(update.get('propositions', []))} proposition(s)"
+    elif stage == "retrieve":
+        detail = f"{len(update.get('hits', []))} candidates (round {update.get('round', 1)})"
+    elif stage == "rerank":
+        detail = f"{len(update.get('verdicts', {}))} candidate(s) checked"
+    elif stage == "reflect":
+        detail = f"stop: {update['stop_reason']}" if update.get("stop_reason") else "revised the description"
+    else:
+        detail = ""
+    warn = " [degraded]" if update.get("degraded") else ""
+    return f"{stage}: {detail} ({seconds:.2f}s){warn}"
+
+
+async def _run(retriever: Retriever, reference: Any, text: str, k: int, caption: str | None,
+               err: Console) -> SearchResult:
+    result = None
+    with err.status("searching...") as status:
+        async for stage, payload in retriever.astream(reference, text, k=k, caption=caption):
+            if stage == "result":
+                result = payload
+                continue
+            line = stage_line(stage, payload)
+            status.update(line)
+            if not err.is_terminal:
+                err.print(line, highlight=False, markup=False)
+    return result
+
+
+def _table(result: SearchResult) -> Any:
+    from rich.table import Table
+
+    table = Table(title=f"{len(result.hits)} results", title_justify="left")
+    for col in ("#", "id", "score", "image", "caption", "ref", "props", "verdict", "uri"):
+        table.add_column(col, justify="right" if col not in ("id", "uri") else "left", overflow="fold")
+    fmt = lambda v: "" if v is None else f"{v:.3f}"  # noqa: E731
+    for h in result.hits:
+        c = h.components
+        table.add_row(str(h.rank), h.id, fmt(h.score), fmt(c.get("text_image")), fmt(c.get("text_caption")),
+                      fmt(c.get("reference")), fmt(c.get("propositions")), fmt(h.verdict), h.uri or "")
+    return table
+
+
+def _explain(out: Console, result: SearchResult) -> None:
+    e = result.explanation()
+    out.print(f"caption ({e['caption_source']}): {e['caption'] or '-'}", highlight=False, markup=False)
+    for d in e["descriptions"] or e["queries"]:
+        out.print(f"description ({e['description_source'] or 'baseline'}): {d}", highlight=False, markup=False)
+    for p in e["propositions"]:
+        out.print(f"proposition [{p['polarity']}]: {p['text']} -- {p['question']}", highlight=False, markup=False)
+    out.print(f"weights: {json.dumps(e['weights'])}", highlight=False, markup=False)
+    out.print(f"rounds: {e['rounds']}, stop: {e['stop_reason'] or '-'}", highlight=False, markup=False)
+    latency = ", ".join(f"{k} {v:.2f}s" for k, v in e["latency_s"].items())
+    u = e["usage"]
+    out.print(f"latency: {latency}", highlight=False, markup=False)
+    out.print(f"model calls: {u['calls']} ({u['cached_calls']} cached, {u['failed_calls']} failed), tokens: "
+              f"{u['prompt_tokens']} in / {u['completion_tokens']} out", highlight=False, markup=False)
+    for stage, ref in e["prompts"].items():
+        out.print(f"prompt {stage}: {ref['template']} @{ref['sha']}", highlight=False, markup=False)
+
+
+@app.command("search")
+def search(
+    text: str = typer.Option(..., "--text", "-t", help="The modification: what should differ from the reference."),
+    image: Optional[Path] = typer.Option(None, "--image", "-i", help="The reference image file."),  # noqa: UP045
+    ref_id: Optional[str] = typer.Option(None, "--ref-id", help="The reference as a gallery item id."),  # noqa: UP045
+    gallery: str = typer.Option("default", "--gallery", "-g", help="The gallery to search."),
+    k: int = typer.Option(10, "-k", "--k", min=1, max=1000, help="How many results."),
+    preset: str = typer.Option("reflect", "--preset", "-p", help="modification-only, caption-only, "
+                               "caption+modification, cirevl, multi-description, propositions, rerank, reflect."),
+    caption: Optional[str] = typer.Option(None, "--caption", help="The reference's caption (skips captioning)."),  # noqa: UP045
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object: results and explanation."),
+    explain: bool = typer.Option(False, "--explain", help="Also print how the ranking came about."),
+) -> None:
+    """Find gallery images that look like the reference image changed as the text says."""
+    from rich.console import Console
+
+    from cirgraph.agents.query import GalleryRef
+
+    if (image is None) == (ref_id is None):
+        raise typer.BadParameter("give exactly one of --image and --ref-id")
+    out, err = Console(soft_wrap=True), Console(stderr=True, soft_wrap=True)
+    retriever = open_retriever(gallery, preset)
+    try:
+        reference = GalleryRef(ref_id) if ref_id is not None else image
+        result = asyncio.run(_run(retriever, reference, text, k, caption, err))
+    finally:
+        retriever.close()
+    for d in result.degraded:
+        err.print(f"warning: {d['stage']} degraded ({d['reason']}); used {d['fallback']}", highlight=False,
+                  markup=False)
+    if as_json:
+        typer.echo(json.dumps(result.to_dict(), ensure_ascii=False, default=str))
+        return
+    out.print(_table(result))
+    if explain:
+        _explain(out, result)

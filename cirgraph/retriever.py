@@ -1,0 +1,287 @@
+"""The SDK: one object that answers composed image queries against a gallery.
+
+    retriever = Retriever(gallery=gallery, llm=llm, vlm=vlm, embedder=clip, text_embedder=minilm, config="cirevl")
+    result = retriever.search("shirt.jpg", "the same shirt in red, with long sleeves", k=10)
+    for hit in result.hits: print(hit.rank, hit.id, hit.score)
+
+`search` is synchronous (it runs on a private event loop thread, so it also works inside notebooks); `asearch`,
+`astream` and `asearch_many` are the async forms. With `review=True` in the configuration a search pauses after
+recompose (`result.pending`) and `resume(thread_id, descriptions)` continues it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from cirgraph.agents.context import PipelineConfig
+from cirgraph.agents.presets import DEFAULT_PRESET, preset
+from cirgraph.agents.query import GalleryRef, ReferenceSource, build_input
+from cirgraph.agents.results import Review, SearchResult
+from cirgraph.agents.services import MemoryCache, Services, load_uri_image
+from cirgraph.errors import ConfigError, InputError
+from cirgraph.tools.images import DEFAULT_MAX_PIXELS
+
+if TYPE_CHECKING:
+    from cirgraph.settings import Settings
+    from cirgraph.stores.base import GalleryReader
+    from cirgraph.tools.protocols import ChatModel, ImageTextEmbedder, TextEmbedder
+
+T = TypeVar("T")
+__all__ = ["GalleryRef", "PipelineConfig", "Query", "Retriever", "SearchResult"]
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """One query of a batch: a reference (path, bytes, PIL image, gallery id) and a modification text."""
+
+    reference: ReferenceSource
+    text: str
+    caption: str | None = None
+    k: int | None = None
+
+
+def as_config(config: PipelineConfig | str | None, default: PipelineConfig | None = None) -> PipelineConfig:
+    """A PipelineConfig from a config, a preset name, or None (the default)."""
+    if config is None:
+        return default or preset(DEFAULT_PRESET)
+    if isinstance(config, str):
+        return preset(config)
+    if isinstance(config, PipelineConfig):
+        return config
+    raise ConfigError(f"config: expected a PipelineConfig or a preset name, got {type(config).__name__}")
+
+
+class _LoopThread:
+    """A private event loop on a daemon thread: sync calls share one loop, so async clients stay on their loop."""
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._lock = threading.Lock()
+
+    def run(self, coro: Awaitable[T]) -> T:
+        with self._lock:
+            if self._loop is None:
+                self._loop = asyncio.new_event_loop()
+                threading.Thread(target=self._loop.run_forever, name="cirgraph-loop", daemon=True).start()
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    @property
+    def started(self) -> bool:
+        return self._loop is not None
+
+    def close(self) -> None:
+        with self._lock:
+            if self._loop is not None:
+                self._loop.call_soon_threadsafe(self._loop.stop)
+                self._loop = None
+
+
+class Retriever:
+    """Composed image retrieval over one gallery with injected models. Thread-safe for concurrent searches."""
+
+    def __init__(self, *, gallery: GalleryReader, llm: ChatModel | None = None, vlm: ChatModel | None = None,
+                 embedder: ImageTextEmbedder | None = None, text_embedder: TextEmbedder | None = None,
+                 config: PipelineConfig | str | None = None, checkpointer: Any = None, caption_cache: Any = None,
+                 image_loader: Any = None, max_image_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+        self.services = Services(gallery=gallery, llm=llm, vlm=vlm, embedder=embedder, text_embedder=text_embedder,
+                                 caption_cache=caption_cache if caption_cache is not None else MemoryCache(),
+                                 image_loader=image_loader or load_uri_image)
+        self.config = as_config(config)
+        self.services.check(self.config)
+        self.max_image_pixels = max_image_pixels
+        self._checkpointer = checkpointer
+        self._graphs: dict[bool, Any] = {}
+        self._paused: dict[str, PipelineConfig] = {}
+        self._loop = _LoopThread()
+
+    @classmethod
+    def from_settings(cls, settings: Settings | None = None, *, gallery: str = "default",
+                      preset: PipelineConfig | str | None = None, **kwargs: Any) -> Retriever:
+        """Open the named gallery (with the embedders it was built with) and the chat models the configuration
+        uses, from Settings (environment, .env); see cirgraph.components."""
+        try:
+            from cirgraph import factory  # noqa: F401 - the gallery and vision-model builders
+        except ImportError as exc:
+            raise ConfigError(f"Retriever.from_settings needs cirgraph.factory, which is not available ({exc})") \
+                from None
+        from cirgraph.components import build_components
+        from cirgraph.settings import Settings as _Settings
+
+        config = as_config(preset)
+        parts = build_components(settings or _Settings(), gallery=gallery, config=config)
+        return cls(**{**parts, **kwargs}, config=config)
+
+    @property
+    def gallery(self) -> GalleryReader:
+        return self.services.gallery
+
+    def graph(self, *, checkpointed: bool = False) -> Any:
+        """The compiled graph (once per variant: with a checkpointer for review runs, without otherwise)."""
+        if checkpointed not in self._graphs:
+            from cirgraph.agents.graph import build_graph
+
+            saver = None
+            if checkpointed:
+                from langgraph.checkpoint.memory import InMemorySaver
+
+                saver = self._checkpointer if self._checkpointer is not None else InMemorySaver()
+            self._graphs[checkpointed] = build_graph(self.services, checkpointer=saver)
+        return self._graphs[checkpointed]
+
+    def _run_config(self, config: PipelineConfig | str | None, k: int | None) -> PipelineConfig:
+        cfg = as_config(config, self.config)
+        if k is not None and k != cfg.k:
+            cfg = cfg.with_(k=k)
+        if cfg is not self.config:
+            self.services.check(cfg)
+        return cfg
+
+    # -- async API -------------------------------------------------------------------------------------------------
+
+    async def astream(self, reference: ReferenceSource, text: str, *, k: int | None = None,
+                      caption: str | None = None, config: PipelineConfig | str | None = None,
+                      thread_id: str | None = None) -> AsyncIterator[tuple[str, Any]]:
+        """Yield (stage, partial update) as each stage finishes, then ("result", SearchResult)."""
+        cfg = self._run_config(config, k)
+        inputs = build_input(reference, text, self.gallery, caption=caption, max_rounds=cfg.max_rounds,
+                             max_pixels=self.max_image_pixels)
+        async for item in self._stream(inputs, cfg, thread_id):
+            yield item
+
+    async def asearch(self, reference: ReferenceSource, text: str, *, k: int | None = None,
+                      caption: str | None = None, config: PipelineConfig | str | None = None,
+                      thread_id: str | None = None) -> SearchResult:
+        """Run one query; see `search`."""
+        result = None
+        async for kind, payload in self.astream(reference, text, k=k, caption=caption, config=config,
+                                                thread_id=thread_id):
+            if kind == "result":
+                result = payload
+        return result
+
+    async def aresume(self, thread_id: str, descriptions: str | list[str] | None = None, *,
+                      config: PipelineConfig | str | None = None) -> SearchResult:
+        """Continue a run paused for review: None accepts the descriptions, a string or list replaces them."""
+        from langgraph.types import Command
+
+        from cirgraph.agents.nodes.review import edited_descriptions
+
+        cfg = self._paused.get(thread_id) or as_config(config, self.config)
+        edited_descriptions(descriptions, [], 8)  # InputError before anything runs
+        if not cfg.review:
+            raise ConfigError("resume: the configuration has review=False; pass the paused run's config=")
+        snapshot = await self.graph(checkpointed=True).aget_state({"configurable": {"thread_id": thread_id}})
+        if not snapshot.interrupts:
+            raise InputError(f"thread {thread_id!r}", "no run is paused for review under this id")
+        # True = accept: LangGraph treats Command(resume=None) as "no resume value"
+        answer = True if descriptions is None else descriptions
+        result = None
+        async for kind, payload in self._stream(Command(resume=answer), cfg, thread_id):
+            if kind == "result":
+                result = payload
+        return result
+
+    async def asearch_many(self, queries: Iterable[Query | Mapping[str, Any] | tuple], *, concurrency: int = 4,
+                           config: PipelineConfig | str | None = None,
+                           return_exceptions: bool = False) -> list[SearchResult | BaseException]:
+        """Run queries with at most `concurrency` in flight; results in input order. With return_exceptions, a
+        failing query's exception takes its place instead of stopping the batch."""
+        if concurrency < 1:
+            raise InputError("concurrency", f"must be >= 1, got {concurrency}")
+        batch = [_as_query(q) for q in queries]
+        gate = asyncio.Semaphore(concurrency)
+
+        async def one(q: Query) -> SearchResult:
+            async with gate:
+                return await self.asearch(q.reference, q.text, k=q.k, caption=q.caption, config=config)
+
+        tasks = [asyncio.ensure_future(one(q)) for q in batch]
+        try:
+            return list(await asyncio.gather(*tasks, return_exceptions=return_exceptions))
+        except BaseException:
+            for task in tasks:  # the first failure ends the batch: stop the rest instead of leaving them running
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+
+    async def _stream(self, payload: Any, cfg: PipelineConfig, thread_id: str | None) -> AsyncIterator[tuple[str, Any]]:
+        checkpointed = cfg.review
+        thread_id = thread_id or uuid.uuid4().hex
+        run = {"configurable": {"thread_id": thread_id}} if checkpointed else None
+        state: dict[str, Any] = {}
+        pause = None
+        async for mode, chunk in self.graph(checkpointed=checkpointed).astream(
+            payload, run, context=cfg, stream_mode=["updates", "values"]
+        ):
+            if mode == "values":
+                state = chunk
+                continue
+            for node, update in chunk.items():
+                if node == "__interrupt__":
+                    pause = update[0].value
+                else:
+                    yield node, update
+        pending = None
+        if pause is not None:
+            self._paused[thread_id] = cfg
+            pending = Review(thread_id=thread_id, modification=pause["modification"], caption=pause["caption"],
+                             descriptions=list(pause["descriptions"]))
+        else:
+            self._paused.pop(thread_id, None)
+        yield "result", SearchResult.from_state(state, k=cfg.k, config=cfg.to_dict(), pending=pending)
+
+    # -- sync API --------------------------------------------------------------------------------------------------
+
+    def search(self, reference: ReferenceSource, text: str, *, k: int | None = None, caption: str | None = None,
+               config: PipelineConfig | str | None = None, thread_id: str | None = None) -> SearchResult:
+        """Rank gallery items for `reference` (path, bytes, PIL image, gallery id or GalleryRef) changed by `text`.
+
+        `caption` skips captioning; `config` (a PipelineConfig or preset name) and `k` override the retriever's for
+        this call. Raises InputError for a bad reference or text before any model is called.
+        """
+        return self._loop.run(self.asearch(reference, text, k=k, caption=caption, config=config,
+                                           thread_id=thread_id))
+
+    def resume(self, thread_id: str, descriptions: str | list[str] | None = None, *,
+               config: PipelineConfig | str | None = None) -> SearchResult:
+        return self._loop.run(self.aresume(thread_id, descriptions, config=config))
+
+    def search_many(self, queries: Iterable[Query | Mapping[str, Any] | tuple], *, concurrency: int = 4,
+                    config: PipelineConfig | str | None = None,
+                    return_exceptions: bool = False) -> list[SearchResult | BaseException]:
+        return self._loop.run(self.asearch_many(queries, concurrency=concurrency, config=config,
+                                                return_exceptions=return_exceptions))
+
+    def close(self) -> None:
+        """Stop the private event loop of the sync API, first closing what the models opened on it (their HTTP
+        clients are bound to that loop). The models and the gallery belong to the caller and stay usable."""
+        if self._loop.started:
+            self._loop.run(self._close_model_clients())
+        self._loop.close()
+
+    async def _close_model_clients(self) -> None:
+        for model in {id(m): m for m in (self.services.llm, self.services.vlm) if m is not None}.values():
+            aclose = getattr(model, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+    def __enter__(self) -> Retriever:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _as_query(q: Query | Mapping[str, Any] | tuple) -> Query:
+    if isinstance(q, Query):
+        return q
+    if isinstance(q, Mapping):
+        return Query(**q)
+    if isinstance(q, tuple) and len(q) == 2:
+        return Query(*q)
+    raise InputError("query", f"expected a Query, a mapping or a (reference, text) pair, got {type(q).__name__}")

@@ -1,0 +1,99 @@
+"""`cirgraph search` against the toy world: table, JSON, explanation, progress, errors."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from cirgraph.cli import app, main
+from cirgraph.cli import search as search_cli
+from cirgraph.retriever import Retriever
+from cirgraph.testing.memory_gallery import build_toy_gallery
+from cirgraph.testing.toy_pipeline import RERANK_KEY, toy_models
+
+
+@pytest.fixture
+def images(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    gallery, embedder, text_embedder = build_toy_gallery(tmp_path / "images")
+    opened: list[tuple[str, str]] = []
+
+    def fake_open(name: str, preset: str) -> Retriever:
+        opened.append((name, preset))
+        llm, vlm = toy_models(gallery, embedder, overrides=monkeypatch_overrides)
+        return Retriever(gallery=gallery, llm=llm, vlm=vlm, embedder=embedder, text_embedder=text_embedder,
+                         config=preset)
+
+    monkeypatch_overrides: dict = {}
+    monkeypatch.setattr(search_cli, "open_retriever", fake_open)
+    fake_open.opened = opened  # type: ignore[attr-defined]
+    fake_open.overrides = monkeypatch_overrides  # type: ignore[attr-defined]
+    return tmp_path / "images"
+
+
+def _run(*args: str):
+    return CliRunner().invoke(app, ["search", *args], catch_exceptions=False)
+
+
+def test_json_output_has_results_and_explanation(images: Path) -> None:
+    res = _run("--image", str(images / "blue-dress.png"), "--text", "make it red", "-k", "3", "--json")
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert [r["id"] for r in out["results"]] == ["red-dress", "green-dress", out["results"][2]["id"]]
+    assert {"id", "uri", "score", "components", "verdict", "rank"} <= set(out["results"][0])
+    e = out["explanation"]
+    assert e["caption"] == "a blue dress on a hanger" and e["stop_reason"] == "confident"
+    assert e["usage"]["calls"] == 10 and e["config"]["preset"] == "reflect"
+
+
+def test_table_and_explanation(images: Path) -> None:
+    res = _run("--ref-id", "blue-dress", "--text", "make it red", "-k", "2", "--preset", "cirevl", "--explain",
+               "--gallery", "shop")
+    assert res.exit_code == 0, res.output
+    assert "red-dress" in res.stdout and "2 results" in res.stdout
+    assert "caption (gallery): a blue dress on a hanger" in res.stdout
+    assert "description (recompose): a red dress" in res.stdout
+    assert "prompt recompose: recompose/plain @" in res.stdout
+    assert search_cli.open_retriever.opened == [("shop", "cirevl")]
+
+
+def test_progress_lines_go_to_stderr(images: Path) -> None:
+    res = _run("--ref-id", "blue-dress", "--text", "make it red", "--preset", "rerank", "--json")
+    assert res.exit_code == 0
+    lines = [ln.split(":")[0] for ln in res.stderr.splitlines()]
+    assert lines == ["recompose", "decompose", "retrieve", "rerank"]
+    json.loads(res.stdout)  # stdout stays one JSON object
+
+
+def test_degradation_is_reported(images: Path) -> None:
+    from cirgraph.errors import ModelError
+
+    search_cli.open_retriever.overrides[RERANK_KEY] = ModelError("toy", "server returned 503")
+    res = _run("--ref-id", "blue-dress", "--text", "make it red", "--preset", "rerank")
+    assert res.exit_code == 0
+    assert "rerank degraded" in res.stderr and "server returned 503" in res.stderr
+    assert "used retrieval order" in res.stderr
+
+
+def test_exactly_one_reference_is_required(images: Path) -> None:
+    res = CliRunner().invoke(app, ["search", "--text", "red"])
+    assert res.exit_code == 2 and "exactly one of --image and --ref-id" in res.output
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--ref-id", "nope", "--text", "red"], "error: reference id 'nope': no such item in gallery 'toy'"),
+    (["--ref-id", "blue-dress", "--text", " "], "error: modification text: is empty"),
+    (["--ref-id", "blue-dress", "--text", "red", "--preset", "best"], "error: preset 'best': unknown"),
+])
+def test_bad_input_is_one_line_and_exit_1(images: Path, monkeypatch, capsys, args, message) -> None:
+    if "--preset" in args:
+        monkeypatch.setattr(search_cli, "open_retriever", lambda g, p: Retriever.from_settings(gallery=g, preset=p))
+    monkeypatch.setattr(sys, "argv", ["cirgraph", "search", *args])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith(message)
