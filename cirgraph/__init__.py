@@ -24,7 +24,12 @@ _LAZY = {
     "Message": "cirgraph.tools.messages",
     "Gallery": "cirgraph.stores.gallery",
     "Retriever": "cirgraph.retriever",
+    "Query": "cirgraph.retriever",
+    "GalleryRef": "cirgraph.agents.query",
+    "PipelineConfig": "cirgraph.agents.context",
     "SearchResult": "cirgraph.agents.results",
+    "ChatSession": "cirgraph.chat.session",
+    "Turn": "cirgraph.chat.turns",
 }
 
 __all__ = ["__version__", *_LAZY]
