@@ -1,0 +1,297 @@
+"""`cirgraph eval`: run the pipeline on a benchmark split (run, ladder), compare runs, score prediction files.
+
+    cirgraph eval run cirr --split val --data data/cirr --captions data/cirr/mllm_captions.json --preset cirevl
+    cirgraph eval cirr --split val ...            (shorthand for `eval run cirr ...`)
+    cirgraph eval ladder cirr --split val --data data/cirr --captions data/cirr/mllm_captions.json
+    cirgraph eval compare RUN_DIR RUN_DIR ...
+    cirgraph eval score cirr --split val --data data/cirr --predictions recall.json --json
+
+Progress (with ETA) goes to stderr: a bar on a terminal, a line every few seconds otherwise. Tables go to stdout, or
+with --json exactly one JSON object.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional
+
+import typer
+from typer.core import TyperGroup
+
+from cirgraph.cli import app
+
+if TYPE_CHECKING:
+    from cirgraph.agents.context import PipelineConfig
+    from cirgraph.evals.records import QueryResult, RunRecord
+    from cirgraph.evals.runner import EvalSpec
+
+
+class _EvalGroup(TyperGroup):
+    """`cirgraph eval BENCHMARK ...` is `cirgraph eval run BENCHMARK ...`."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        if args and not args[0].startswith("-") and args[0] not in self.commands:
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+eval_app = typer.Typer(cls=_EvalGroup, no_args_is_help=True, help="Evaluate the pipeline on CIRR, CIRCO and "
+                       "FashionIQ; compare runs; score prediction files. `cirgraph eval BENCHMARK ...` runs one.")
+app.add_typer(eval_app, name="eval")
+
+_BENCHMARK = typer.Argument(..., help="cirr, circo or fashioniq.")
+_SPLIT = typer.Option("val", "--split", "-s", help="cirr: val, test1; circo: val, test; fashioniq: val.")
+_DATA = typer.Option(..., "--data", "-d", help="Folder of the annotation files (flat, or as the dataset ships).")
+_IMAGES = typer.Option(None, "--images", help="Folder of the benchmark images (image mode).")
+_CAPTIONS = typer.Option(None, "--captions", help="Captions file: caption-space mode without --images "
+                         "(e.g. CIRR's mllm_captions.json); with --images, captions of the gallery and references.")
+_QUERIES = typer.Option(None, "--queries", help="Query file in place of the split's (e.g. cap.rc2.val.dev.json).")
+_VARIANT = typer.Option([], "--variant", help="Prompt variant STAGE=VARIANT, e.g. recompose=structural.")
+_SET = typer.Option([], "--set", help="Pipeline setting NAME=VALUE, e.g. n_descriptions=1.")
+_CATEGORY = typer.Option([], "--category", help="FashionIQ categories to run (default: all three).")
+_LIMIT = typer.Option(None, "--limit", min=1, help="Only the first N queries (of each category).")
+_CONCURRENCY = typer.Option(4, "--concurrency", "-c", min=1, help="Queries in flight at once.")
+_DEPTH = typer.Option(None, "--depth", min=1, max=1000, help="Ranked names kept per query (default 50; CIRR 200, "
+                      "so Recall_subset ranks the image set exactly).")
+_FRESH = typer.Option(False, "--fresh", help="Discard the run folder's finished queries and start over.")
+_JSON = typer.Option(False, "--json", help="Print one JSON object instead of tables.")
+_QUIET = typer.Option(False, "--quiet", "-q", help="No progress output.")
+_PRESET = typer.Option("reflect", "--preset", "-p", help="modification-only, caption-only, caption+modification, "
+                       "cirevl, multi-description, propositions, rerank, reflect.")
+_RUN_OUT = typer.Option(None, "--out", "-o", help="Run folder (default: CIRGRAPH_HOME/runs/<run id>); rerunning "
+                        "into it skips finished queries.")
+_LADDER_OUT = typer.Option(None, "--out", "-o", help="Folder of the ladder's runs, one sub-folder per preset "
+                           "(default: CIRGRAPH_HOME/runs/ladder-<benchmark>-<split>-<mode>).")
+_PRESETS = typer.Option(None, "--presets", help="Comma-separated presets (default: all eight, from "
+                        "modification-only to reflect).")
+
+
+class _Reporter:
+    """Progress on stderr: rich bars with ETA on a terminal, else a plain line at most every 5 seconds."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        from rich.console import Console
+
+        self.console, self.enabled, self.folders = Console(stderr=True), enabled, []
+        self._bar, self._tasks, self._last, self._done, self._failed, self._total = None, {}, 0.0, 0, 0, 0
+        if enabled and self.console.is_terminal:
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                                       TimeRemainingColumn)
+
+            self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), TimeRemainingColumn(), console=self.console)
+            self._bar.start()
+
+    def _line(self, text: str, force: bool = False) -> None:
+        if self.enabled and (force or time.monotonic() - self._last >= 5.0):
+            self._last = time.monotonic()
+            self.console.print(text, highlight=False, markup=False)
+
+    def building(self, gallery: str, done: int, total: int) -> None:
+        if self._bar is not None:
+            if gallery not in self._tasks:
+                self._tasks[gallery] = self._bar.add_task(f"gallery {gallery}", total=total)
+            self._bar.update(self._tasks[gallery], completed=done, total=total)
+        else:
+            self._line(f"gallery {gallery}: {done}/{total}", force=done == total)
+
+    def start(self, run_id: str, total: int, finished: int) -> None:
+        self._done, self._failed, self._total, self._started = 0, 0, total - finished, time.monotonic()
+        self._line(f"{run_id}: {total} queries, {finished} already done", force=True)
+        if self._bar is not None:
+            self._tasks["run"] = self._bar.add_task(run_id, total=self._total)
+
+    def result(self, result: QueryResult) -> None:
+        self._done, self._failed = self._done + 1, self._failed + (result.status == "failed")
+        if self._bar is not None:
+            self._bar.update(self._tasks["run"], advance=1, description=f"queries ({self._failed} failed)")
+            return
+        eta = (self._total - self._done) * (time.monotonic() - self._started) / self._done
+        self._line(f"{self._done}/{self._total} queries, {self._failed} failed, ETA {eta:.0f}s",
+                   force=self._done == self._total)
+
+    def finish(self, record: RunRecord, folder: Path) -> None:
+        self.folders.append(folder)
+        if self._bar is not None:
+            self._bar.remove_task(self._tasks.pop("run"))
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+
+def parse_config(preset_name: str, variants: list[str], settings: list[str]) -> PipelineConfig:
+    """A preset with prompt variants (STAGE=VARIANT) and settings (NAME=VALUE) applied; its label names them."""
+    from dataclasses import fields
+
+    from cirgraph.agents.context import PipelineConfig
+    from cirgraph.agents.presets import preset
+    from cirgraph.errors import InputError
+
+    types = {f.name: f.type for f in fields(PipelineConfig)}
+    changes: dict[str, Any] = {}
+    for option, items in (("--variant", variants), ("--set", settings)):
+        for item in items:
+            name, _, value = item.partition("=")
+            name = f"{name.strip()}_prompt" if option == "--variant" else name.strip()
+            if not value or name not in types:
+                raise InputError(f"{option} {item!r}", "expected STAGE=VARIANT (stages: caption, recompose, decompose,"
+                                 " rerank, reflect)" if option == "--variant" else
+                                 f"expected NAME=VALUE with NAME one of: {', '.join(types)}")
+            changes[name] = _typed(str(types[name]), value.strip(), f"{option} {item!r}")
+    label = "+".join([preset_name, *variants, *settings])
+    return preset(preset_name, **changes, preset=label) if changes else preset(preset_name)
+
+
+def _typed(kind: str, value: str, subject: str) -> Any:
+    from cirgraph.errors import InputError
+
+    booleans = {"true": True, "1": True, "yes": True, "on": True, "false": False, "0": False, "no": False, "off": False}
+    try:
+        if kind == "bool":
+            return booleans[value.lower()]
+        return int(value) if kind == "int" else float(value) if kind == "float" else value
+    except (KeyError, ValueError):
+        raise InputError(subject, f"{value!r} is not a valid {kind}") from None
+
+
+def _spec(benchmark: str, split: str, data: Path, images: Path | None, captions: Path | None, queries: Path | None,
+          config: PipelineConfig, category: list[str], limit: int | None, concurrency: int, depth: int | None,
+          out: Path | None, fresh: bool) -> EvalSpec:
+    from cirgraph.evals.runner import EvalSpec
+
+    return EvalSpec(benchmark=benchmark.lower(), split=split, data_dir=data, images_dir=images,
+                    captions_file=captions, query_file=queries, categories=tuple(category), config=config,
+                    limit=limit, concurrency=concurrency, depth=depth, out_dir=out, fresh=fresh)
+
+
+def _print_comparison(records: list[RunRecord], as_json: bool, plot_path: Path | None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from cirgraph.evals.reports import comparison, plot, summary_row
+
+    written = plot(records, plot_path) if plot_path is not None else None
+    if as_json:
+        typer.echo(json.dumps({"runs": [summary_row(r) for r in records],
+                               "plot": str(written) if written else None}))
+        return
+    header, rows = comparison(records)
+    out = Console(soft_wrap=True)
+    if out.is_terminal:
+        table = Table(title_justify="left")
+        for i, column in enumerate(header):
+            table.add_column(column, justify="left" if i == 0 else "right", overflow="fold")
+        for row in rows:
+            table.add_row(*row)
+        out.print(table)
+    else:  # piped or redirected: a markdown table, whole at any width, ready to paste into notes
+        lines = [header, ["---"] + ["---:"] * (len(header) - 1), *rows]
+        out.print("\n".join("| " + " | ".join(line) + " |" for line in lines), highlight=False, markup=False)
+    if written is not None:
+        out.print(f"plot: {written}", highlight=False, markup=False)
+
+
+def _print_run(record: RunRecord, folder: Path, as_json: bool) -> None:
+    from rich.console import Console
+
+    if as_json:
+        typer.echo(json.dumps({"run_id": record.run_id, "folder": str(folder), "metrics": record.metrics,
+                               "counts": record.counts, "failures": record.failures,
+                               "submissions": record.submissions}))
+        return
+    out = Console(soft_wrap=True)
+    out.print(Path(folder, "summary.md").read_text(encoding="utf-8"), highlight=False, markup=False)
+    out.print(f"record: {Path(folder, 'record.json')}", highlight=False, markup=False)
+
+
+@eval_app.command("run")
+def run(
+    benchmark: str = _BENCHMARK, split: str = _SPLIT, data: Path = _DATA,
+    images: Optional[Path] = _IMAGES, captions: Optional[Path] = _CAPTIONS,  # noqa: UP007
+    queries: Optional[Path] = _QUERIES,  # noqa: UP007
+    preset_name: str = _PRESET,
+    variant: list[str] = _VARIANT, setting: list[str] = _SET, category: list[str] = _CATEGORY,
+    limit: Optional[int] = _LIMIT, concurrency: int = _CONCURRENCY, depth: Optional[int] = _DEPTH,  # noqa: UP007
+    out: Optional[Path] = _RUN_OUT, fresh: bool = _FRESH, as_json: bool = _JSON, quiet: bool = _QUIET,  # noqa: UP007
+) -> None:
+    """Run the pipeline on every query of a split; write the record, summaries and (test splits) submissions."""
+    from cirgraph.evals.runner import evaluate
+    from cirgraph.settings import Settings
+
+    config = parse_config(preset_name, variant, setting)
+    spec = _spec(benchmark, split, data, images, captions, queries, config, category, limit, concurrency, depth,
+                 out, fresh)
+    reporter = _Reporter(enabled=not quiet)
+    try:
+        record = evaluate(spec, Settings(), reporter=reporter)
+    finally:
+        reporter.close()
+    _print_run(record, reporter.folders[-1], as_json)
+
+
+@eval_app.command("ladder")
+def ladder(
+    benchmark: str = _BENCHMARK, split: str = _SPLIT, data: Path = _DATA,
+    images: Optional[Path] = _IMAGES, captions: Optional[Path] = _CAPTIONS,  # noqa: UP007
+    queries: Optional[Path] = _QUERIES,  # noqa: UP007
+    presets: Optional[str] = _PRESETS,  # noqa: UP007
+    variant: list[str] = _VARIANT, setting: list[str] = _SET, category: list[str] = _CATEGORY,
+    limit: Optional[int] = _LIMIT, concurrency: int = _CONCURRENCY, depth: Optional[int] = _DEPTH,  # noqa: UP007
+    out: Optional[Path] = _LADDER_OUT, fresh: bool = _FRESH, as_json: bool = _JSON, quiet: bool = _QUIET,  # noqa: UP007
+) -> None:
+    """Run the ablation presets one after another with shared caches, then print the comparison table."""
+    from cirgraph.agents.presets import names
+    from cirgraph.evals.runner import ladder as run_ladder
+    from cirgraph.settings import Settings
+
+    chosen = [p.strip() for p in presets.split(",") if p.strip()] if presets else names()
+    configs = [parse_config(name, variant, setting) for name in chosen]
+    spec = _spec(benchmark, split, data, images, captions, queries, configs[0], category, limit, concurrency, depth,
+                 out, fresh)
+    settings = Settings()
+    reporter = _Reporter(enabled=not quiet)
+    try:
+        records = run_ladder(spec, configs, settings, reporter=reporter)
+    finally:
+        reporter.close()
+    base = out or settings.home / "runs" / f"ladder-{spec.benchmark}-{spec.split}-{spec.mode}"
+    _print_comparison(records, as_json, Path(base) / "ladder.png")
+
+
+@eval_app.command("compare")
+def compare(
+    runs: list[Path] = typer.Argument(..., help="Run folders or record.json files."),
+    plot_path: Optional[Path] = typer.Option(None, "--plot", help="Where to save the chart (.png needs "  # noqa: UP007
+                                             "matplotlib, else .svg; default: compare.png beside the first run)."),
+    csv_path: Optional[Path] = typer.Option(None, "--csv", help="Also write the table as CSV."),  # noqa: UP007
+    as_json: bool = _JSON,
+) -> None:
+    """Print a side-by-side table of the runs' metrics and cost per query, and save a chart of the metrics."""
+    from cirgraph.evals.records import load_record, write_atomic
+    from cirgraph.evals.reports import summary_row, to_csv
+
+    records = [load_record(path) for path in runs]
+    first = runs[0] if runs[0].is_dir() else runs[0].parent
+    if csv_path is not None:
+        write_atomic(csv_path, to_csv([summary_row(r) for r in records]))
+    _print_comparison(records, as_json, plot_path or first.parent / "compare.png")
+
+
+@eval_app.command("score")
+def score(
+    benchmark: str = _BENCHMARK, split: str = _SPLIT, data: Path = _DATA,
+    predictions: list[Path] = typer.Option(..., "--predictions", help="Rankings in the test-server format (CIRR: "
+                                           "the recall and/or recall_subset file)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the metrics object only."),
+) -> None:
+    """Score a rankings file in the test-server format against a split with ground truth (CIRR val, CIRCO val)."""
+    from cirgraph.evals.submission import score_predictions
+
+    metrics = score_predictions(benchmark.lower(), split, data, predictions)
+    if as_json:
+        typer.echo(json.dumps(metrics))
+        return
+    typer.echo("\n".join(f"{name}\t{value:.2f}" for name, value in metrics.items()))

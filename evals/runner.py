@@ -1,0 +1,297 @@
+"""The prompt-evaluation runner: the pipeline over every query of a benchmark split, resumable and failure-isolated.
+
+    record = evaluate(EvalSpec("cirr", "val", data_dir, captions_file=captions, config=preset("cirevl")), settings)
+
+Queries run with bounded concurrency; each finished query is appended to the run folder's log at once (see
+cirgraph.evals.records.QueryLog), so an interrupted run resumes where it stopped, and a query that raises is recorded
+with its error while the others go on (as dspy's Evaluate isolates examples). Every model call goes through a disk
+cache (cirgraph.tools.cache) under CIRGRAPH_HOME/cache, so a rerun with unchanged prompts and models makes no call.
+Failed queries count as misses in the metrics and are listed in the record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cirgraph.agents.context import PipelineConfig
+from cirgraph.errors import InputError
+from cirgraph.evals.benchmarks import Query
+from cirgraph.evals.records import LOG_FILE, RECORD_FILE, QueryLog, QueryResult, RunRecord, write_record
+
+if TYPE_CHECKING:
+    from cirgraph.agents.results import SearchResult
+    from cirgraph.evals.loaders import SplitData
+    from cirgraph.evals.space import Space
+    from cirgraph.settings import Settings
+    from cirgraph.tools.cache import CallCache
+
+EMPTY_TEXT = "the same image"  # searched for when a query's modification text is empty (CIRR test1 has one)
+# Ranked names kept per query: the deepest cut the metrics use (R@50, mAP@50). CIRR keeps more, so that
+# Recall_subset, which orders the query's image set within the full ranking, finds nearly every member.
+DEFAULT_DEPTH = {"cirr": 200}
+Search = Callable[[Query], Awaitable[QueryResult]]
+
+
+class Reporter:
+    """What a run tells its caller as it goes (the CLI draws progress bars from it); every method may be left out."""
+
+    def building(self, gallery: str, done: int, total: int) -> None: ...
+    def start(self, run_id: str, total: int, finished: int) -> None: ...
+    def result(self, result: QueryResult) -> None: ...
+    def finish(self, record: RunRecord, folder: Path) -> None: ...
+
+
+@dataclass(frozen=True)
+class EvalSpec:
+    """What to evaluate: a benchmark split, where its data is, the space to search in, and the configuration.
+    `limit` keeps the first N queries of each part (each FashionIQ category); `depth` is how many ranked names
+    every query keeps (the pipeline's k; default 50, CIRR 200)."""
+
+    benchmark: str
+    split: str
+    data_dir: Path
+    images_dir: Path | None = None
+    captions_file: Path | None = None
+    query_file: Path | None = None
+    categories: tuple[str, ...] = ()
+    config: PipelineConfig = field(default_factory=lambda: PipelineConfig(preset="reflect"))
+    limit: int | None = None
+    concurrency: int = 4
+    depth: int | None = None
+    out_dir: Path | None = None
+    fresh: bool = False
+
+    def __post_init__(self) -> None:
+        if self.concurrency < 1:
+            raise InputError("concurrency", f"must be at least 1, got {self.concurrency}")
+        if self.limit is not None and self.limit < 1:
+            raise InputError("limit", f"must be at least 1, got {self.limit}")
+        if self.depth is not None and not 1 <= self.depth <= 1000:
+            raise InputError("depth", f"must be within 1..1000, got {self.depth}")
+
+    @property
+    def k(self) -> int:
+        """The effective depth."""
+        return self.depth or DEFAULT_DEPTH.get(self.benchmark, 50)
+
+    @property
+    def mode(self) -> str:
+        return "images" if self.images_dir is not None else "captions"
+
+
+@dataclass
+class Models:
+    """Live models of a run; None where a run needs none. Built from Settings unless a caller injects them."""
+
+    llm: Any = None
+    vlm: Any = None
+    embedder: Any = None
+    text_embedder: Any = None
+
+
+@dataclass
+class Part:
+    """One gallery of the run (the split, or one FashionIQ category): its data, space and queries."""
+
+    data: SplitData
+    space: Space
+    queries: list[Query]
+
+
+@dataclass
+class Session:
+    """What the runs of one command share: the parts with their built spaces, the cached models, the call cache."""
+
+    spec: EvalSpec
+    settings: Settings
+    parts: list[Part]
+    models: Models
+    cache: CallCache
+
+    def retriever(self, part: Part, config: PipelineConfig) -> Any:
+        from cirgraph.retriever import Retriever
+
+        captions = part.space.gallery.has_captions
+        return Retriever(gallery=part.space.gallery, llm=self.models.llm, vlm=self.models.vlm,
+                         embedder=self.models.embedder if part.space.mode == "images" else None,
+                         text_embedder=self.models.text_embedder if captions else None,
+                         config=config, caption_cache=self.cache)
+
+
+async def run_queries(queries: Sequence[Query], search: Search, log: QueryLog, *, concurrency: int,
+                      on_result: Callable[[QueryResult], None] | None = None) -> int:
+    """Run the queries the log has no successful result for, at most `concurrency` at a time; each result is
+    logged as soon as it exists. A query that raises becomes a failed result. Returns how many ran."""
+    todo = deque(q for q in queries if q.id not in log.results or log.results[q.id].status == "failed")
+    ran = len(todo)
+
+    async def worker() -> None:
+        while todo:
+            query = todo.popleft()
+            started = time.perf_counter()
+            try:
+                result = await search(query)
+            except Exception as exc:  # isolate the query: record why, go on with the others
+                result = QueryResult.failure(query.id, exc, time.perf_counter() - started)
+            await asyncio.to_thread(log.append, result)  # the fsync stays off the event loop
+            if on_result is not None:
+                on_result(result)
+
+    await asyncio.gather(*(worker() for _ in range(min(concurrency, len(todo)))))
+    return ran
+
+
+def query_result(query: Query, found: SearchResult, space: Space, seconds: float, notes: list[str]) -> QueryResult:
+    """A pipeline result as a record entry: gallery ids become benchmark names."""
+    names = {hit.id: space.name_of(hit.id, hit.uri) for hit in found.hits}
+    return QueryResult(
+        id=query.id, status="ok", ranking=[names[h.id] for h in found.hits],
+        scores=[round(float(h.score), 5) for h in found.hits], caption=found.caption,
+        caption_source=found.caption_source, descriptions=list(found.descriptions),
+        description_source=found.description_source, propositions=list(found.propositions),
+        verdicts={names.get(i, i): v for i, v in found.verdicts.items()}, rounds=found.rounds,
+        stop_reason=found.stop_reason, degraded=list(found.degraded), prompts=dict(found.prompts),
+        usage=dict(found.usage), seconds=round(seconds, 4), notes=notes,
+    )
+
+
+def pipeline_search(part: Part, retriever: Any, config: PipelineConfig) -> Search:
+    """The search of one part: its space gives the reference (and its caption), the retriever runs the pipeline."""
+
+    async def search(query: Query) -> QueryResult:
+        started = time.perf_counter()
+        reference, caption = part.space.reference(query)
+        text, notes = query.modification, []
+        if not text.strip():  # the evaluation server still expects a ranking for this query
+            text, notes = EMPTY_TEXT, [f"empty modification text: searched for {EMPTY_TEXT!r}"]
+        found = await retriever.asearch(reference, text, caption=caption, config=config)
+        return query_result(query, found, part.space, time.perf_counter() - started, notes)
+
+    return search
+
+
+def run_label(config: PipelineConfig) -> str:
+    return re.sub(r"[^A-Za-z0-9_.+-]", "-", config.preset or "custom")
+
+
+async def run_config(session: Session, config: PipelineConfig, out_dir: Path | None = None,
+                     reporter: Reporter | None = None) -> RunRecord:
+    """Evaluate one configuration on a prepared session and write the run folder (log, record, summaries)."""
+    from cirgraph.evals import records, reports
+
+    reporter, spec = reporter or Reporter(), session.spec
+    config = config.with_(k=spec.k)
+    fingerprint = records.fingerprint(session, config)
+    categories = "-".join(p.data.category for p in session.parts if p.data.category)
+    run_id = "-".join(x for x in (spec.benchmark, spec.split, categories, run_label(config), spec.mode,
+                                  fingerprint[:8]) if x)
+    folder = Path(out_dir or spec.out_dir or session.settings.home / "runs" / run_id)
+    log = QueryLog(folder / LOG_FILE, run_id=run_id, fingerprint=fingerprint, fresh=spec.fresh)
+    queries = [q for p in session.parts for q in p.queries]
+    finished = sum(1 for q in queries if q.id in log.results and log.results[q.id].status == "ok")
+    reporter.start(run_id, len(queries), finished)
+    searches = {p.data.category: pipeline_search(p, session.retriever(p, config), config) for p in session.parts}
+    started = time.perf_counter()
+    ran = await run_queries(queries, lambda q: searches[q.category](q), log, concurrency=spec.concurrency,
+                            on_result=reporter.result)
+    record = reports.assemble(session, config, run_id, fingerprint, log.results, time.perf_counter() - started, ran)
+    reports.write_submissions(session, record, folder)
+    write_record(record, folder / RECORD_FILE)
+    reports.write_summaries(record, folder)
+    reporter.finish(record, folder)
+    return record
+
+
+def _models_from_settings(settings: Settings, spec: EvalSpec, configs: Sequence[PipelineConfig]) -> Models:
+    """Only the models some configuration needs: caption space with captions calls no vision model at all."""
+    from cirgraph import factory
+    from cirgraph.components import build_llm
+
+    images = spec.images_dir is not None
+    wants_llm = any(c.recompose or c.decompose or c.rerank or c.reflect for c in configs)
+    wants_vlm = images and any(c.rerank or (c.caption and spec.captions_file is None) for c in configs)
+    return Models(llm=build_llm(settings) if wants_llm else None,
+                  vlm=factory.build_captioner(settings) if wants_vlm else None,
+                  embedder=factory.build_image_text_embedder(settings) if images else None,
+                  text_embedder=factory.build_text_embedder(settings) if spec.captions_file else None)
+
+
+def _load_parts(spec: EvalSpec) -> list[SplitData]:
+    from cirgraph.evals.benchmarks import get_benchmark
+    from cirgraph.evals.loaders import load_split
+
+    parts = get_benchmark(spec.benchmark).split(spec.split).parts
+    categories = spec.categories or tuple(p.category for p in parts)
+    if spec.query_file is not None and len(categories) > 1:
+        raise InputError(str(spec.query_file), "a query file replaces one part's queries: give one --category")
+    return [load_split(spec.benchmark, spec.split, spec.data_dir, category=c, query_file=spec.query_file,
+                       images_dir=spec.images_dir) for c in categories]
+
+
+@contextlib.asynccontextmanager
+async def open_session(spec: EvalSpec, settings: Settings, configs: Sequence[PipelineConfig], *,
+                       models: Models | None = None, reporter: Reporter | None = None) -> AsyncIterator[Session]:
+    """Load the split, build (or reuse) each part's space, and wrap the chat models in the disk call cache."""
+    from cirgraph.evals.space import build_space
+    from cirgraph.tools.cache import CachedChatModel, CallCache
+
+    reporter = reporter or Reporter()
+    live = models or _models_from_settings(settings, spec, configs)
+    parts = []
+    for data in _load_parts(spec):
+        space = await asyncio.to_thread(
+            build_space, settings, data, images_dir=spec.images_dir, captions_file=spec.captions_file,
+            embedder=live.embedder, text_embedder=live.text_embedder,
+            progress=lambda done, total, d=data: reporter.building(d.category or d.split, done, total))
+        parts.append(Part(data, space, list(data.queries[: spec.limit])))
+    cache = CallCache(settings.cache_dir / "calls.sqlite")
+    cached = {id(m): CachedChatModel(m, cache) for m in (live.llm, live.vlm) if m is not None}  # one per client
+    session = Session(spec, settings, parts, replace(live, llm=cached.get(id(live.llm)) if live.llm else None,
+                                                     vlm=cached.get(id(live.vlm)) if live.vlm else None), cache)
+    try:
+        yield session
+    finally:
+        for model in (live.llm, live.vlm):
+            if hasattr(model, "aclose"):
+                await model.aclose()
+        cache.close()
+
+
+async def evaluate_async(spec: EvalSpec, settings: Settings, *, models: Models | None = None,
+                         reporter: Reporter | None = None) -> RunRecord:
+    """Build the session (spaces, cached models) and run `spec.config` on it."""
+    async with open_session(spec, settings, [spec.config], models=models, reporter=reporter) as session:
+        return await run_config(session, spec.config, reporter=reporter)
+
+
+def evaluate(spec: EvalSpec, settings: Settings, *, models: Models | None = None,
+             reporter: Reporter | None = None) -> RunRecord:
+    """Synchronous form of `evaluate_async`."""
+    return asyncio.run(evaluate_async(spec, settings, models=models, reporter=reporter))
+
+
+async def ladder_async(spec: EvalSpec, configs: Sequence[PipelineConfig], settings: Settings, *,
+                       models: Models | None = None, reporter: Reporter | None = None) -> list[RunRecord]:
+    """Run configurations one after another on one session (spaces, models and the call cache shared); each run
+    gets its own folder `<out>/<preset>/`."""
+    base = spec.out_dir or settings.home / "runs" / f"ladder-{spec.benchmark}-{spec.split}-{spec.mode}"
+    out = []
+    async with open_session(spec, settings, configs, models=models, reporter=reporter) as session:
+        for config in configs:
+            session.spec = replace(spec, config=config, out_dir=None)
+            out.append(await run_config(session, config, Path(base) / run_label(config), reporter))
+    return out
+
+
+def ladder(spec: EvalSpec, configs: Sequence[PipelineConfig], settings: Settings, *, models: Models | None = None,
+           reporter: Reporter | None = None) -> list[RunRecord]:
+    """Synchronous form of `ladder_async`."""
+    return asyncio.run(ladder_async(spec, configs, settings, models=models, reporter=reporter))

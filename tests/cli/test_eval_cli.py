@@ -1,0 +1,161 @@
+"""`cirgraph eval` on the CIRR fixture in caption space, with the models set the way a user sets them: the LLM is a
+fake OpenAI-compatible server (CIRGRAPH_LLM_BASE_URL) and the caption embedder the hash test embedder
+(CIRGRAPH_TEXT_EMBEDDER=hash:64)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from cirgraph.cli import app
+from cirgraph.testing.fake_openai import FakeOpenAIServer
+
+CIRR = Path(__file__).parents[1] / "evals" / "fixtures" / "cirr"
+QUERIES = json.loads((CIRR / "captions" / "cap.rc2.val.json").read_text())
+
+
+def _recompose(body: dict) -> dict:
+    text = "\n".join(m["content"] for m in body["messages"] if isinstance(m["content"], str))
+    change = re.findall(r'^"(.*)"$', text, re.M)[1]  # the templates quote the caption, then the change
+    return {"edits": [], "descriptions": [change.lower()]}
+
+
+@pytest.fixture
+def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOpenAIServer]:
+    with FakeOpenAIServer({'{"edits"': _recompose}) as fake:
+        for key, value in {"LLM_BASE_URL": fake.base_url, "LLM_MODEL": "fake-model", "LLM_API_KEY": "k",
+                           "TEXT_EMBEDDER": "hash:64", "EMBEDDER": ""}.items():
+            monkeypatch.setenv(f"CIRGRAPH_{key}", value)
+        yield fake
+
+
+@pytest.fixture
+def captions(tmp_path: Path) -> Path:
+    """Captions of both fixture galleries; each target is captioned with its query's modification text."""
+    names = [n for split in ("val", "test1") for n in json.loads((CIRR / "image_splits" /
+                                                                  f"split.rc2.{split}.json").read_text())]
+    table = {n: [f"an ordinary picture {i}"] for i, n in enumerate(names)}
+    table.update({q["target_hard"]: [q["caption"].lower()] for q in QUERIES})
+    path = tmp_path / "captions.json"
+    path.write_text(json.dumps(table))
+    return path
+
+
+def cli(*args: str) -> object:
+    result = CliRunner().invoke(app, ["eval", *args], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def run_args(captions: Path, out: Path, *extra: str) -> list[str]:
+    return ["cirr", "--split", "val", "--data", str(CIRR), "--captions", str(captions), "--out", str(out), *extra]
+
+
+def test_run_records_metrics_and_a_rerun_calls_no_model(server: FakeOpenAIServer, captions: Path,
+                                                        tmp_path: Path) -> None:
+    first = json.loads(cli("run", *run_args(captions, tmp_path / "a", "--preset", "cirevl", "--json", "-q")).stdout)
+    assert first["metrics"]["R@1"] == 100.0 and first["counts"]["ok"] == 5
+    assert len(server.chat_requests) == 5
+    record = json.loads((tmp_path / "a" / "record.json").read_text())
+    assert record["models"]["llm"] == {"name": "fake-model", "kind": "OpenAIChatModel", "endpoint": server.base_url}
+    assert record["models"]["text_embedder"]["name"] == "hash:64" and record["config"]["preset"] == "cirevl"
+    assert {"summary.md", "summary.csv", "queries.jsonl"} <= {p.name for p in (tmp_path / "a").iterdir()}
+    # the shorthand, into a fresh folder: every answer comes from the call cache
+    again = json.loads(cli(*run_args(captions, tmp_path / "b", "--preset", "cirevl", "--json", "-q")).stdout)
+    assert len(server.chat_requests) == 5 and again["metrics"] == first["metrics"]
+    second = json.loads((tmp_path / "b" / "record.json").read_text())
+    assert [q["ranking"] for q in second["queries"]] == [q["ranking"] for q in record["queries"]]
+    assert second["usage"]["calls"] == 0 and second["usage"]["cached_calls"] == 5
+
+
+def test_missing_captions_are_reported_and_fail_only_their_queries(server: FakeOpenAIServer, tmp_path: Path) -> None:
+    result = cli("run", *run_args(CIRR / "mllm_captions.json", tmp_path / "r", "--preset", "caption-only"))
+    record = json.loads((tmp_path / "r" / "record.json").read_text())
+    assert record["counts"]["failed"] == 4 and record["counts"]["ok"] == 1
+    assert {f["type"] for f in record["failures"]} == {"MissingCaptionError"}
+    assert len(record["missing_captions"]["references"]) == 4
+    assert "## Missing captions" in result.stdout and "| R@1 |" in result.stdout
+
+
+def test_ladder_prints_the_comparison_and_compare_reads_the_runs(server: FakeOpenAIServer, captions: Path,
+                                                                 tmp_path: Path) -> None:
+    ladder = cli("ladder", *run_args(captions, tmp_path / "ladder", "--presets", "modification-only,cirevl", "-q"))
+    assert "modification-only" in ladder.stdout and "cirevl" in ladder.stdout and "calls/q" in ladder.stdout
+    assert list((tmp_path / "ladder").glob("ladder.*"))
+    runs = [str(tmp_path / "ladder" / name) for name in ("modification-only", "cirevl")]
+    table = cli("compare", *runs, "--plot", str(tmp_path / "chart.svg"), "--csv", str(tmp_path / "t.csv"))
+    assert "R@5" in table.stdout and "(R@5+Rs@1)/2" in table.stdout
+    svg = (tmp_path / "chart.svg").read_text()
+    assert svg.startswith("<svg") and "cirevl R@1: 100.00" in svg
+    rows = (tmp_path / "t.csv").read_text().splitlines()
+    assert len(rows) == 3 and rows[2].split(",")[1] == "cirevl"
+    as_json = json.loads(cli("compare", *runs, "--json", "--plot", str(tmp_path / "c.svg")).stdout)
+    assert [r["preset"] for r in as_json["runs"]] == ["modification-only", "cirevl"]
+
+
+def test_score_prints_metrics_of_a_server_format_file(tmp_path: Path) -> None:
+    payload = {"version": "rc2", "metric": "recall"}
+    gallery = [n for n in json.loads((CIRR / "image_splits" / "split.rc2.val.json").read_text())]
+    for q in QUERIES:
+        others = [n for n in gallery if n not in (q["target_hard"], q["reference"])]
+        payload[str(q["pairid"])] = [q["target_hard"], *others[:49]]
+    path = tmp_path / "recall.json"
+    path.write_text(json.dumps(payload))
+    out = cli("score", "cirr", "--split", "val", "--data", str(CIRR), "--predictions", str(path), "--json")
+    assert json.loads(out.stdout) == {"R@1": 100.0, "R@5": 100.0, "R@10": 100.0, "R@50": 100.0}
+    assert "R@1\t100.00" in cli("score", "cirr", "--data", str(CIRR), "--predictions", str(path)).stdout
+
+
+def test_test_split_run_writes_the_submission_files(server: FakeOpenAIServer, captions: Path, tmp_path: Path) -> None:
+    args = ["cirr", "--split", "test1", "--data", str(CIRR), "--captions", str(captions), "--out", str(tmp_path / "t"),
+            "--preset", "modification-only", "--json", "-q"]
+    out = json.loads(cli("run", *args).stdout)
+    assert out["metrics"] == {} and len(out["submissions"]) == 2
+    assert json.loads(Path(out["submissions"][1]).read_text())["metric"] == "recall_subset"
+
+
+def test_bad_variant_is_a_one_line_error(server: FakeOpenAIServer, captions: Path, tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "cirgraph", "eval", "run",
+                             *run_args(captions, tmp_path / "x", "--variant", "recompose")],
+                            capture_output=True, text=True, env=os.environ, timeout=60)
+    assert result.returncode == 1 and result.stderr.startswith("error: --variant 'recompose': expected STAGE=VARIANT")
+
+
+def test_a_killed_run_resumes_and_loses_only_queries_in_flight(captions: Path, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "run"
+    with FakeOpenAIServer({'{"edits"': _recompose}, delay_s=0.4) as slow:
+        env = {**os.environ, "CIRGRAPH_LLM_BASE_URL": slow.base_url, "CIRGRAPH_LLM_MODEL": "fake-model",
+               "CIRGRAPH_LLM_API_KEY": "k", "CIRGRAPH_TEXT_EMBEDDER": "hash:64", "CIRGRAPH_EMBEDDER": ""}
+        args = [sys.executable, "-m", "cirgraph", "eval", "run",
+                *run_args(captions, out, "--preset", "cirevl", "-c", "1", "-q")]
+        process = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        log, deadline = out / "queries.jsonl", time.monotonic() + 60
+        while time.monotonic() < deadline and (not log.exists() or len(log.read_text().splitlines()) < 3):
+            time.sleep(0.05)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+        finished = [json.loads(line)["id"] for line in log.read_text().splitlines()[1:]]
+        assert 2 <= len(finished) < len(QUERIES)
+        for key, value in env.items():
+            if key.startswith("CIRGRAPH_"):
+                monkeypatch.setenv(key, value)
+        requests_before = len(slow.chat_requests)
+        cli("run", *run_args(captions, out, "--preset", "cirevl", "-q"))
+        rerun = len(slow.chat_requests) - requests_before
+    assert requests_before <= len(finished) + 1  # at most the one query in flight was lost
+    assert rerun <= len(QUERIES) - len(finished)  # finished queries were not asked again
+    lines = [json.loads(line) for line in log.read_text().splitlines()[1:]]
+    assert sorted(line["id"] for line in lines) == sorted(str(q["pairid"]) for q in QUERIES)
+    record = json.loads((out / "record.json").read_text())
+    assert record["counts"]["resumed"] == len(finished) and record["metrics"]["R@1"] == 100.0
