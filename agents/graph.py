@@ -33,8 +33,12 @@ if TYPE_CHECKING:
 NODES = ("caption_reference", "recompose", "review_description", "decompose", "retrieve", "rerank", "reflect")
 
 
-def build_graph(services: Services, *, checkpointer: Checkpointer = None) -> CompiledStateGraph:
-    """Compile the pipeline with `services` bound into its nodes. A checkpointer is needed for review (interrupt)."""
+def build_graph(services: Services, *, checkpointer: Checkpointer = False) -> CompiledStateGraph:
+    """Compile the pipeline with `services` bound into its nodes. A checkpointer is needed for review (interrupt).
+
+    The default, False, never checkpoints: None would make a run started inside another graph's node inherit that
+    graph's checkpointer, saving the whole pipeline state (reference image bytes included) into the caller's store.
+    """
     builder = StateGraph(PipelineState, context_schema=PipelineConfig, input_schema=QueryInput)
     builder.add_node("caption_reference", partial(caption_reference, services=services))
     builder.add_node("recompose", partial(recompose, services=services))

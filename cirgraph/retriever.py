@@ -121,11 +121,12 @@ class Retriever:
         return self.services.gallery
 
     def graph(self, *, checkpointed: bool = False) -> Any:
-        """The compiled graph (once per variant: with a checkpointer for review runs, without otherwise)."""
+        """The compiled graph (once per variant: with a checkpointer for review runs, without otherwise: never one
+        inherited from a graph whose node runs this search)."""
         if checkpointed not in self._graphs:
             from cirgraph.agents.graph import build_graph
 
-            saver = None
+            saver = False
             if checkpointed:
                 from langgraph.checkpoint.memory import InMemorySaver
 

@@ -120,3 +120,29 @@ def test_the_package_exports_the_sdk() -> None:
 
     assert cirgraph.Retriever is Retriever
     assert cirgraph.SearchResult.__name__ == "SearchResult"
+
+
+def test_a_search_inside_another_graph_leaves_that_graph_s_checkpointer_alone(toy) -> None:
+    """Run from a node of a checkpointed graph (as the chat's conversation graph does), the pipeline saves none of
+    its own state (reference image bytes included) into that graph's checkpointer."""
+    from typing import TypedDict
+
+    from langgraph.checkpoint.memory import InMemorySaver
+    from langgraph.graph import END, START, StateGraph
+
+    r, images, _, _ = toy
+
+    class Outer(TypedDict, total=False):
+        ids: list[str]
+
+    async def search(state: Outer) -> Outer:
+        return {"ids": (await r.asearch(images / "blue-dress.png", "make it red", k=3)).ids}
+
+    saver = InMemorySaver()
+    builder = StateGraph(Outer)
+    builder.add_node("search", search)
+    builder.add_edge(START, "search")
+    builder.add_edge("search", END)
+    out = asyncio.run(builder.compile(checkpointer=saver).ainvoke({}, {"configurable": {"thread_id": "t"}}))
+    assert out["ids"][0] == "red-dress"
+    assert {c.config["configurable"]["checkpoint_ns"] for c in saver.list(None)} == {""}  # the outer graph's only

@@ -9,12 +9,11 @@ errors, 408/409/429/5xx and invalid output; other 4xx fail at once with the serv
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import threading
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ValidationError
@@ -22,8 +21,9 @@ from tenacity import (AsyncRetrying, RetryCallState, retry_if_exception, stop_af
                       wait_random)
 
 from cirgraph.errors import ConfigError, InputError, ModelError, ModelOutputError
-from cirgraph.tools.images import to_data_url
+from cirgraph.tools.image_urls import DataUrls
 from cirgraph.tools.messages import Message
+from cirgraph.tools.structured import json_schema, parse_json_reply, schema_instructions, validation_summary
 from cirgraph.tools.usage import CallRecord, record
 
 if TYPE_CHECKING:
@@ -34,37 +34,10 @@ _MODES = ("json_schema", "json_object", "instructions")
 # Words a server's 400/422 uses when it does not support the response_format we sent (llama.cpp, vLLM, FastAPI).
 _FORMAT_WORDS = ("response_format", "json_schema", "json_object", "schema", "guided", "structured", "grammar",
                  "not supported", "unsupported")
-_FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.DOTALL)
 
 
 class _FormatRejected(Exception):
     """The server refused the response_format of one structured-output mode."""
-
-
-def schema_instructions(schema: type[BaseModel]) -> str:
-    """The system-prompt text asking for a JSON object that fits `schema`."""
-    return ("Reply with a single JSON object, and nothing else, that conforms to this JSON schema:\n"
-            + json.dumps(schema.model_json_schema(), ensure_ascii=False))
-
-
-def parse_json_reply(text: str, schema: type[BaseModel]) -> BaseModel:
-    """Validate a reply as `schema`, tolerating ```json fences and prose around the outermost JSON object."""
-    try:
-        return schema.model_validate_json(text)
-    except ValidationError:
-        fenced = _FENCE.search(text)
-        inner = fenced.group(1) if fenced else text
-        start, end = inner.find("{"), inner.rfind("}")
-        candidate = inner[start:end + 1] if 0 <= start < end else inner
-        if candidate.strip() == text.strip():
-            raise
-        return schema.model_validate_json(candidate)
-
-
-def _validation_summary(exc: ValidationError, limit: int = 3) -> str:
-    errors = exc.errors()
-    shown = "; ".join(f"{'.'.join(map(str, e['loc'])) or '<root>'}: {e['msg']}" for e in errors[:limit])
-    return shown + (f" (+{len(errors) - limit} more)" if len(errors) > limit else "")
 
 
 def _retry_after(exc: BaseException | None) -> float | None:
@@ -90,7 +63,8 @@ class OpenAIChatModel:
     """Implements cirgraph.tools.protocols.ChatModel for an OpenAI-compatible chat completions endpoint.
 
     `max_retries` is the number of attempts per call; `retry_wait` the (initial, max) backoff in seconds;
-    `max_retry_after` caps a server's Retry-After. `max_concurrency` bounds requests in flight per event loop.
+    `max_retry_after` caps a server's Retry-After. `max_concurrency` bounds requests in flight per event loop, and
+    sizes that loop's connection pool, so every request in flight keeps its connection alive.
     """
 
     def __init__(
@@ -111,6 +85,7 @@ class OpenAIChatModel:
         self.max_retries = max_retries
         self.max_concurrency = max_concurrency
         self.image_max_side = image_max_side
+        self._data_urls = DataUrls(max_side=image_max_side)
         self.structured_mode = structured_mode
         self.extra_body = dict(extra_body or {})
         self.max_retry_after = max_retry_after
@@ -130,11 +105,15 @@ class OpenAIChatModel:
         with self._lock:
             state = self._per_loop.get(loop)
             if state is None:
-                from openai import AsyncOpenAI
+                import httpx2
+                from openai import AsyncOpenAI, DefaultAsyncHttpxClient
 
+                size = self.max_concurrency
+                pool = DefaultAsyncHttpxClient(timeout=self.timeout, limits=httpx2.Limits(
+                    max_connections=size, max_keepalive_connections=size))
                 client = AsyncOpenAI(api_key=self._api_key, base_url=self.base_url, timeout=self.timeout,
-                                     max_retries=0)  # we retry ourselves, with tenacity
-                state = self._per_loop[loop] = (client, asyncio.Semaphore(self.max_concurrency))
+                                     max_retries=0, http_client=pool)  # we retry ourselves, with tenacity
+                state = self._per_loop[loop] = (client, asyncio.Semaphore(size))
             return state
 
     async def aclose(self) -> None:
@@ -168,17 +147,19 @@ class OpenAIChatModel:
         return result
 
     async def _to_wire(self, messages: Sequence[Message]) -> list[dict]:
-        """Our messages in the chat completions format; images become downscaled base64 data URLs."""
+        """Our messages in the chat completions format; images become downscaled base64 data URLs (each image
+        encoded once: a query sends its reference with every rerank check)."""
         def part(p: Any) -> dict:
             if isinstance(p, str):
                 return {"type": "text", "text": p}
-            return {"type": "image_url", "image_url": {"url": to_data_url(p, max_side=self.image_max_side)}}
+            return {"type": "image_url", "image_url": {"url": self._data_urls(p)}}
 
         def convert() -> list[dict]:
             return [{"role": m.role, "content": [part(p) for p in m.parts] if m.images else m.text} for m in messages]
 
-        # JPEG encoding is CPU work: keep it off the event loop.
-        return await asyncio.to_thread(convert) if any(m.images for m in messages) else convert()
+        # JPEG encoding is CPU work: keep it off the event loop, unless every image is encoded already.
+        fresh = any(self._data_urls.cached(img) is None for m in messages for img in m.images)
+        return await asyncio.to_thread(convert) if fresh else convert()
 
     async def _structured(
         self, wire: list[dict], schema: type[BaseModel], temperature: float, max_tokens: int | None, tally: CallRecord,
@@ -233,15 +214,14 @@ class OpenAIChatModel:
                 text = f"{messages.pop(0)['content']}\n\n{text}"
             messages.insert(0, {"role": "system", "content": text})
         args: dict[str, Any] = {"model": self.model, "messages": messages, "temperature": temperature,
-                                **({"max_tokens": max_tokens} if max_tokens is not None else {}),
-                                **({"extra_body": self.extra_body} if self.extra_body else {})}
+                                **({"max_tokens": max_tokens} if max_tokens is not None else {})}
         if schema is not None and mode == "json_schema":
             name = re.sub(r"[^a-zA-Z0-9_-]", "_", schema.__name__)[:64]
             args["response_format"] = {"type": "json_schema", "json_schema": {
-                "name": name, "schema": schema.model_json_schema(), "strict": False}}
+                "name": name, "schema": json_schema(schema), "strict": False}}
         elif schema is not None and mode == "json_object":  # llama.cpp's form: the schema beside the type
-            args["response_format"] = {"type": "json_object", "schema": schema.model_json_schema()}
-        return args
+            args["response_format"] = {"type": "json_object", "schema": json_schema(schema)}
+        return {**args, **self.extra_body}
 
     async def _attempt(
         self, request: dict[str, Any], feedback: list[dict], schema: type[BaseModel] | None, tally: CallRecord,
@@ -249,36 +229,47 @@ class OpenAIChatModel:
         import openai
 
         client, semaphore = self._loop_state()
-        args = {**request, "messages": request["messages"] + feedback}
+        body = {**request, "messages": request["messages"] + feedback}
         async with semaphore:
             try:
-                response = await client.chat.completions.create(**args)
+                # The body is already wire JSON: a plain POST skips the SDK's recursive transform of the request
+                # and its model of the reply, which cost more CPU than the rest of the call (see bench_pipeline).
+                data = await client.post("/chat/completions", body=body, cast_to=object)
             except (openai.BadRequestError, openai.UnprocessableEntityError) as exc:
-                if "response_format" in args and any(w in exc.response.text.lower() for w in _FORMAT_WORDS):
+                if "response_format" in body and any(w in exc.response.text.lower() for w in _FORMAT_WORDS):
                     raise _FormatRejected(f"HTTP {exc.status_code}: {exc.response.text[:300]}") from exc
                 raise
             except ValueError as exc:  # the body was not JSON (the SDK lets json errors through)
                 raise ModelOutputError(self.name, f"the response body is not valid JSON ({exc})") from exc
-        if response.usage is not None:  # absent on some servers: count 0
-            tally.prompt_tokens += response.usage.prompt_tokens or 0
-            tally.completion_tokens += response.usage.completion_tokens or 0
-        if not response.choices:
-            raise ModelOutputError(self.name, "the response has no choices")
-        choice = response.choices[0]
-        content = getattr(getattr(choice, "message", None), "content", None)
-        if content is None or not content.strip():
-            raise ModelOutputError(self.name, f"the reply is empty (finish_reason={choice.finish_reason!r})", content)
+        content, finish_reason = self._reply(data, tally)
         if schema is None:
             return content
         try:
             return parse_json_reply(content, schema)
         except ValidationError as exc:
-            reason = f"not a valid {schema.__name__}: {_validation_summary(exc)}"
-            if choice.finish_reason == "length":
+            reason = f"not a valid {schema.__name__}: {validation_summary(exc)}"
+            if finish_reason == "length":
                 reason += " (cut off: finish_reason='length', raise max_tokens)"
             feedback[:] = [{"role": "assistant", "content": content[:4000]}, {"role": "user", "content": (
                 f"That reply was invalid ({reason}). Answer again with only a JSON object that fits the schema.")}]
             raise ModelOutputError(self.name, reason, content) from None
+
+    def _reply(self, data: Any, tally: CallRecord) -> tuple[str, str | None]:
+        """The first choice's text and finish_reason from a completion body; token usage goes into `tally`."""
+        if not isinstance(data, Mapping):  # the SDK hands over the text of a body that is not labelled JSON
+            raise ModelOutputError(self.name, f"the response body is not a JSON object: {str(data)[:200]!r}")
+        usage = data.get("usage") if isinstance(data.get("usage"), Mapping) else {}  # absent on some servers
+        tally.prompt_tokens += usage.get("prompt_tokens") or 0
+        tally.completion_tokens += usage.get("completion_tokens") or 0
+        choices = data.get("choices")
+        if not choices or not isinstance(choices, list) or not isinstance(choices[0], Mapping):
+            raise ModelOutputError(self.name, "the response has no choices")
+        choice = choices[0]
+        content = (choice.get("message") or {}).get("content")
+        if not isinstance(content, str) or not content.strip():
+            raise ModelOutputError(self.name, f"the reply is empty (finish_reason={choice.get('finish_reason')!r})",
+                                   content if isinstance(content, str) else None)
+        return content, choice.get("finish_reason")
 
     def _final_error(self, exc: BaseException, attempts: int) -> ModelError:
         import openai

@@ -9,9 +9,7 @@ gallery Retriever and streams each pipeline stage to the caller through LangGrap
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any, Literal, TypedDict
@@ -56,35 +54,6 @@ def reference_source(reference: dict[str, Any], store: ChatStore) -> Any:
     return store.get_upload(reference["hash"])
 
 
-async def isolated(stream: AsyncIterator[Any]) -> AsyncIterator[Any]:
-    """Iterate `stream` in a task with a fresh context. Inside a node, LangGraph's run configuration sits in a context
-    variable; the retrieval graph would otherwise run as a subgraph and checkpoint into this thread's store."""
-    queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
-
-    async def pump() -> None:
-        try:
-            async for item in stream:
-                await queue.put(("item", item))
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which re-raises it
-            await queue.put(("error", exc))
-        else:
-            await queue.put(("done", None))
-
-    task = asyncio.get_running_loop().create_task(pump(), context=contextvars.Context())
-    try:
-        while True:
-            kind, item = await queue.get()
-            if kind == "error":
-                raise item
-            if kind == "done":
-                return
-            yield item
-    finally:
-        if not task.done():
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-
-
 async def open_thread(state: ChatState) -> dict[str, Any]:
     """Start a thread on a gallery."""
     return {"gallery": state["action"]["gallery"], "turns": [], "resets": 0}
@@ -101,7 +70,7 @@ async def turn(state: ChatState, runtime: Runtime[TurnSettings], *, retrievers: 
         search = retrievers[state["gallery"]].astream(
             reference_source(action["reference"], store), action["modification"], caption=action["context"],
             k=settings.k, config=settings.config)
-        async for stage, payload in isolated(search):
+        async for stage, payload in search:
             if stage == "result":
                 result = payload
             else:

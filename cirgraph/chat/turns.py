@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+from cirgraph.agents.progress import stage_summary as stage_summary  # the chat API and CLI import it here
 from cirgraph.agents.query import check_text
 from cirgraph.agents.results import RankedHit
 from cirgraph.chat.ordinals import LAST, parse_pick
@@ -136,20 +137,3 @@ def record_turn(action: dict[str, Any], n: int, result: SearchResult | None = No
         record.update(description=descriptions[0] if descriptions else action["modification"],
                       hits=[h.to_dict() for h in result.hits], explanation=kept)
     return plain(record)
-
-
-def stage_summary(stage: str, update: dict[str, Any]) -> str:
-    """One line saying what a finished pipeline stage produced (progress in the terminal and the web chat)."""
-    seconds = sum(t.get("seconds", 0.0) for t in update.get("trace") or [])
-    details = {
-        "caption_reference": lambda: f"caption: {update['caption']}" if update.get("caption") else "no caption",
-        "recompose": lambda: f"{len(update.get('descriptions') or [])} description(s)",
-        "review_description": lambda: f"{len(update.get('descriptions') or [])} description(s)",
-        "decompose": lambda: f"{len(update.get('propositions') or [])} proposition(s)",
-        "retrieve": lambda: f"{len(update.get('hits') or [])} candidates (round {update.get('round', 1)})",
-        "rerank": lambda: f"{len(update.get('verdicts') or {})} candidate(s) checked",
-        "reflect": lambda: f"stop: {update['stop_reason']}" if update.get("stop_reason") else "revised the description",
-    }
-    detail = details.get(stage, lambda: "")()
-    warn = " [degraded]" if update.get("degraded") else ""
-    return f"{stage}: {detail} ({seconds:.2f}s){warn}"

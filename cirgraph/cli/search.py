@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
+from cirgraph.agents.progress import stage_summary
 from cirgraph.cli import app
 
 if TYPE_CHECKING:
@@ -30,27 +31,6 @@ def open_retriever(gallery: str, preset: str) -> Retriever:
     return Retriever.from_settings(gallery=gallery, preset=preset)
 
 
-def stage_line(stage: str, update: dict[str, Any]) -> str:
-    """One progress line summarising a finished stage."""
-    seconds = sum(t["seconds"] for t in update.get("trace", []))
-    if stage == "caption_reference":
-        detail = f"caption: {update['caption']}" if update.get("caption") else "no caption"
-    elif stage in ("recompose", "review_description"):
-        detail = f"{len(update.get('descriptions', []))} description(s)"
-    elif stage == "decompose":
-        detail = f"{len(update.get('propositions', []))} proposition(s)"
-    elif stage == "retrieve":
-        detail = f"{len(update.get('hits', []))} candidates (round {update.get('round', 1)})"
-    elif stage == "rerank":
-        detail = f"{len(update.get('verdicts', {}))} candidate(s) checked"
-    elif stage == "reflect":
-        detail = f"stop: {update['stop_reason']}" if update.get("stop_reason") else "revised the description"
-    else:
-        detail = ""
-    warn = " [degraded]" if update.get("degraded") else ""
-    return f"{stage}: {detail} ({seconds:.2f}s){warn}"
-
-
 async def _run(retriever: Retriever, reference: Any, text: str, k: int, caption: str | None,
                err: Console) -> SearchResult:
     result = None
@@ -59,7 +39,7 @@ async def _run(retriever: Retriever, reference: Any, text: str, k: int, caption:
             if stage == "result":
                 result = payload
                 continue
-            line = stage_line(stage, payload)
+            line = stage_summary(stage, payload)
             status.update(line)
             if not err.is_terminal:
                 err.print(line, highlight=False, markup=False)

@@ -73,11 +73,9 @@ class RecordedRequest:
 
     @property
     def image_urls(self) -> list[str]:
-        return [
-            p["image_url"]["url"] if isinstance(p.get("image_url"), dict) else p["image_url"]
-            for m in self.body.get("messages", []) if isinstance(m.get("content"), list)
-            for p in m["content"] if p.get("type") == "image_url"
-        ]
+        return [p["image_url"]["url"] if isinstance(p.get("image_url"), dict) else p["image_url"]
+                for m in self.body.get("messages", []) if isinstance(m.get("content"), list)
+                for p in m["content"] if p.get("type") == "image_url"]
 
     def images(self) -> list[Image]:
         """The images of the request, decoded from their data URLs."""
@@ -98,6 +96,12 @@ def _message_text(message: dict) -> str:
     return "\n\n".join(p.get("text", "") for p in content if p.get("type") == "text")
 
 
+class _Server(ThreadingHTTPServer):
+    # A burst of parallel requests opens as many connections at once. The stdlib's listen backlog of 5 drops the
+    # SYNs beyond it, and a client resends those only after a second: real servers listen with thousands.
+    request_queue_size, daemon_threads, block_on_close = 4096, True, False
+
+
 class FakeOpenAIServer:
     """Serves POST /v1/chat/completions and GET /v1/models from a background thread; see the module docstring.
 
@@ -112,25 +116,20 @@ class FakeOpenAIServer:
         api_key: str | None = None, models: Sequence[str] | None = None, include_usage: bool = True,
     ) -> None:
         self.rules: list[tuple[str, Reply]] = list(rules.items() if isinstance(rules, Mapping) else rules)
-        self.default = default
-        self.delay_s = delay_s
-        self.reject_json_schema = reject_json_schema
-        self.reject_json_object = reject_json_object
-        self.api_key = api_key
+        self.default, self.delay_s = default, delay_s
+        self.reject_json_schema, self.reject_json_object = reject_json_schema, reject_json_object
+        self.api_key, self.include_usage = api_key, include_usage
         self.models = list(models) if models is not None else None
-        self.include_usage = include_usage
         self.requests: list[RecordedRequest] = []
         self.in_flight = self.max_in_flight = 0
         self._faults: deque[Fault] = deque()
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._httpd: ThreadingHTTPServer | None = None
+        self._httpd: _Server | None = None
 
     def start(self) -> FakeOpenAIServer:
         handler = type("Handler", (_Handler,), {"fake": self})
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._httpd.daemon_threads = True
-        self._httpd.block_on_close = False
+        self._httpd = _Server(("127.0.0.1", 0), handler)
         self._stop.clear()
         threading.Thread(target=self._httpd.serve_forever, args=(0.05,), name="fake-openai", daemon=True).start()
         return self

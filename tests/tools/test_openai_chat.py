@@ -14,6 +14,8 @@ from pydantic import BaseModel, Field
 
 from cirgraph.errors import ConfigError, InputError, ModelError, ModelOutputError
 from cirgraph.testing.fake_openai import Fault, FakeOpenAIServer
+from cirgraph.tools import image_urls
+from cirgraph.tools.images import to_data_url
 from cirgraph.tools.messages import Message
 from cirgraph.tools.openai_chat import OpenAIChatModel, parse_json_reply
 from cirgraph.tools.protocols import ChatModel
@@ -223,6 +225,23 @@ async def test_images_are_sent_as_downscaled_data_urls(server):
     (img,) = req.images()
     assert img.size == (256, 128)
     assert img.convert("RGB").getpixel((128, 64))[0] > 150
+
+
+async def test_an_image_in_concurrent_requests_is_encoded_once(server, monkeypatch):
+    """Rerank sends the reference beside every candidate, concurrently: it is downscaled and encoded once."""
+    encoded = []
+
+    def encode(img, **kwargs):
+        encoded.append(img)
+        return to_data_url(img, **kwargs)
+
+    monkeypatch.setattr(image_urls, "to_data_url", encode)
+    reference = Image.new("RGB", (640, 480), (200, 30, 30))
+    candidates = [Image.new("RGB", (64, 48), (30, 30, 10 * i)) for i in range(4)]
+    model = make_model(server)
+    await asyncio.gather(*(model.complete([Message.user("Describe the image", reference, c)]) for c in candidates))
+    assert sum(img is reference for img in encoded) == 1 and len(encoded) == 5
+    assert len({r.image_urls[0] for r in server.chat_requests}) == 1  # the same reference URL in every request
 
 
 async def test_concurrency_limit_is_honoured():
