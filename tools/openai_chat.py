@@ -239,6 +239,13 @@ class OpenAIChatModel:
                 if "response_format" in body and any(w in exc.response.text.lower() for w in _FORMAT_WORDS):
                     raise _FormatRejected(f"HTTP {exc.status_code}: {exc.response.text[:300]}") from exc
                 raise
+            except openai.InternalServerError as exc:
+                # llama-cpp-python's server answers an unsupported response_format with a 500 wrapping its request
+                # validation error; retrying the same body cannot help, the next mode can.
+                text = exc.response.text.lower()
+                if "response_format" in body and "response_format" in text and "validation error" in text:
+                    raise _FormatRejected(f"HTTP {exc.status_code}: {exc.response.text[:300]}") from exc
+                raise
             except ValueError as exc:  # the body was not JSON (the SDK lets json errors through)
                 raise ModelOutputError(self.name, f"the response body is not valid JSON ({exc})") from exc
         content, finish_reason = self._reply(data, tally)

@@ -112,12 +112,13 @@ class FakeOpenAIServer:
 
     def __init__(
         self, rules: Mapping[str, Reply] | Sequence[tuple[str, Reply]] = (), *, default: Reply = "ok",
-        delay_s: float = 0.0, reject_json_schema: bool = False, reject_json_object: bool = False,
+        delay_s: float = 0.0, reject_json_schema: bool = False, reject_json_object: bool = False, reject_status: int = 400,
         api_key: str | None = None, models: Sequence[str] | None = None, include_usage: bool = True,
     ) -> None:
         self.rules: list[tuple[str, Reply]] = list(rules.items() if isinstance(rules, Mapping) else rules)
         self.default, self.delay_s = default, delay_s
         self.reject_json_schema, self.reject_json_object = reject_json_schema, reject_json_object
+        self.reject_status = reject_status
         self.api_key, self.include_usage = api_key, include_usage
         self.models = list(models) if models is not None else None
         self.requests: list[RecordedRequest] = []
@@ -202,6 +203,10 @@ class FakeOpenAIServer:
             return _error(404, f"The model {body.get('model')!r} does not exist.", "model_not_found")
         fmt = req.response_format
         if (fmt == "json_schema" and self.reject_json_schema) or (fmt == "json_object" and self.reject_json_object):
+            if self.reject_status == 500:  # llama-cpp-python's server wraps its validation error in a 500
+                return _error(500, "1 validation error:\n  {'type': 'literal_error', 'loc': ('body', "
+                                   f"'response_format', 'type'), 'msg': \"Input should be 'text' or 'json_object'\", "
+                                   f"'input': '{fmt}'}}")
             return _error(400, f'response_format type must be one of "text" or "json_object", but got: {fmt}')
         reply = fault if fault is not None else self._reply_for(body, req.text)
         if isinstance(reply, Fault):

@@ -99,6 +99,23 @@ async def test_falls_back_to_json_object_and_remembers(server):
     assert [(r.mode, r.attempts) for r in log.records] == [("json_object", 2), ("json_object", 1)]
 
 
+async def test_llama_cpp_500_for_json_schema_falls_back_without_retrying(server):
+    """llama-cpp-python's server answers json_schema with a 500 wrapping a validation error: a format refusal."""
+    server.reject_json_schema, server.reject_status = True, 500
+    model = make_model(server)
+    with collect_calls() as log:
+        assert await model.complete(ask("Recompose it"), schema=Recomposed) == Recomposed(**GOOD)
+    assert [r.response_format for r in server.chat_requests] == ["json_schema", "json_object"]
+    assert [(r.mode, r.attempts) for r in log.records] == [("json_object", 2)]
+
+
+async def test_a_plain_500_is_still_retried_as_a_server_error(server):
+    server.inject(Fault(status=500), times=1)
+    model = make_model(server)
+    assert await model.complete(ask("Recompose it"), schema=Recomposed) == Recomposed(**GOOD)
+    assert [r.response_format for r in server.chat_requests] == ["json_schema", "json_schema"]
+
+
 async def test_falls_back_to_instructions_and_parses_fenced_json(server):
     server.reject_json_schema = server.reject_json_object = True
     server.rules = [("Recompose", "Sure! Here it is:\n```json\n" + json.dumps(GOOD) + "\n```\nAnything else?")]
