@@ -33,6 +33,10 @@ def _root(
 def _register() -> None:
     # Command modules are light at import time (typer signatures only); their bodies import the heavy parts.
     from cirgraph.cli import index as _index  # noqa: F401
+    from cirgraph.cli import search as _search  # noqa: F401
+    from cirgraph.cli import eval as _eval  # noqa: F401
+    from cirgraph.cli import chat as _chat  # noqa: F401
+    from cirgraph.cli import ui as _ui  # noqa: F401
 
 
 _register()

@@ -1,0 +1,143 @@
+"""HNSW recall and query latency of an embedded Chroma collection, to choose the gallery's index settings.
+
+Inserts N random 512-d unit vectors (a worst case for HNSW: real CLIP embeddings have far lower intrinsic
+dimension), then for each (max_neighbors M, ef_construction) builds a collection once and sweeps ef_search
+(changed with `collection.modify` and a reopen, which is how Chroma applies it). Recall@k is measured against exact
+numpy search over the same queries; latency is per single query, after a warm-up. A last section compares the two
+ways of excluding ids (over-fetching k + len(exclude) versus a `$nin` metadata filter).
+
+    python benchmarks/bench_hnsw.py                           # 100k vectors, the gallery's M and ef_construction
+    python benchmarks/bench_hnsw.py --n 20000                 # quicker
+    python benchmarks/bench_hnsw.py --builds 16:100,32:200    # also Chroma's default graph
+
+Building the graph dominates the run time. Measured here on 2 cores shared with other jobs (load 4-10): 100k
+vectors at M=32, ef_construction=200 built in 15 minutes (queries and the exclusion test add 2); 50k in 7; M=48,
+ef_construction=400 takes 3x as long. `--n 20000` runs in under 2 minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import tempfile
+import time
+
+import numpy as np
+
+
+def unit_rows(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:
+    x = rng.standard_normal((n, dim)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def open_client(path: str):
+    import chromadb
+    from chromadb.api.shared_system_client import SharedSystemClient
+    from chromadb.config import Settings
+
+    SharedSystemClient.clear_system_cache()  # forget the cached client, so a reopen reloads the index
+    return chromadb.PersistentClient(path=path, settings=Settings(anonymized_telemetry=False))
+
+
+def build(path: str, name: str, data: np.ndarray, m: int, efc: int) -> float:
+    """Create the collection and insert every vector in max-size batches; return the seconds it took."""
+    from cirgraph.stores.embedding_function import NoEmbeddingFunction
+
+    client = open_client(path)
+    col = client.create_collection(
+        name, embedding_function=NoEmbeddingFunction(),
+        configuration={"hnsw": {"space": "cosine", "max_neighbors": m, "ef_construction": efc, "ef_search": 100}},
+    )
+    step = client.get_max_batch_size()
+    started = time.perf_counter()
+    for i in range(0, len(data), step):
+        ids = [str(j) for j in range(i, min(len(data), i + step))]
+        col.add(ids=ids, embeddings=data[i : i + step], metadatas=[{"item_id": j} for j in ids])
+    col.count()
+    return time.perf_counter() - started
+
+
+def measure(path: str, name: str, queries: np.ndarray, truth: np.ndarray, k: int, ef_search: int) -> tuple:
+    """Recall@k and per-query latency (p50, p95 in ms) at one ef_search."""
+    from cirgraph.stores.embedding_function import NoEmbeddingFunction
+
+    open_client(path).get_collection(name, embedding_function=NoEmbeddingFunction()).modify(
+        configuration={"hnsw": {"ef_search": ef_search}}
+    )
+    col = open_client(path).get_collection(name, embedding_function=NoEmbeddingFunction())
+    col.query(query_embeddings=queries[:1], n_results=k, include=[])  # loads the index
+    hits, times = 0, []
+    for q, want in zip(queries, truth):
+        started = time.perf_counter()
+        res = col.query(query_embeddings=q[None, :], n_results=k, include=[])
+        times.append((time.perf_counter() - started) * 1000)
+        hits += len({int(i) for i in res["ids"][0]} & set(want.tolist()))
+    times.sort()
+    return hits / truth.size, statistics.median(times), times[int(0.95 * (len(times) - 1))]
+
+
+def exclusion(path: str, name: str, queries: np.ndarray, k: int, n_exclude: int) -> dict[str, float]:
+    """Median latency (ms) of excluding ids by over-fetching versus by a `$nin` filter on item_id."""
+    from cirgraph.stores.embedding_function import NoEmbeddingFunction
+
+    col = open_client(path).get_collection(name, embedding_function=NoEmbeddingFunction())
+    col.query(query_embeddings=queries[:1], n_results=k, include=[])
+    out = {}
+    for label in ("overfetch", "$nin filter"):
+        times = []
+        for q in queries[:50]:
+            exclude = [str(i) for i in range(n_exclude)]
+            started = time.perf_counter()
+            if label == "overfetch":
+                res = col.query(query_embeddings=q[None, :], n_results=k + n_exclude, include=["distances"])
+                kept = [i for i in res["ids"][0] if i not in set(exclude)][:k]
+            else:
+                res = col.query(query_embeddings=q[None, :], n_results=k, include=["distances"],
+                                where={"item_id": {"$nin": exclude}})
+                kept = res["ids"][0]
+            times.append((time.perf_counter() - started) * 1000)
+            assert len(kept) == k
+        out[label] = statistics.median(times)
+    return out
+
+
+def main() -> None:
+    from cirgraph.stores.chroma import GALLERY_HNSW
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=100_000, help="vectors in the collection")
+    parser.add_argument("--dim", type=int, default=512)
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--k", type=int, default=50)
+    parser.add_argument("--builds", default="32:200", help="M:ef_construction pairs, comma-separated "
+                                                          "(16:100 is Chroma's default)")
+    parser.add_argument("--ef-search", default="1000,2000,3000,4000,6000", help="ef_search values, comma-separated")
+    args = parser.parse_args()
+
+    rng = np.random.default_rng(0)
+    data, queries = unit_rows(rng, args.n, args.dim), unit_rows(rng, args.queries, args.dim)
+    truth = np.argsort(-(queries @ data.T), axis=1)[:, : args.k]
+    builds = [tuple(int(v) for v in pair.split(":")) for pair in args.builds.split(",")]
+    ef_values = [int(v) for v in args.ef_search.split(",")]
+    print(f"{args.n} random {args.dim}-d unit vectors, {args.queries} queries, recall@{args.k} vs exact search")
+    print(f"gallery setting: {GALLERY_HNSW}")
+    print(f"{'M':>4} {'ef_con':>6} {'build s':>8} {'ef_search':>9} {'recall':>7} {'p50 ms':>7} {'p95 ms':>7}")
+    path = tempfile.mkdtemp(prefix="bench-hnsw-")
+    try:
+        for m, efc in builds:
+            name = f"bench-m{m}-c{efc}"
+            seconds = build(path, name, data, m, efc)
+            for ef in ef_values:
+                recall, p50, p95 = measure(path, name, queries, truth, args.k, ef)
+                print(f"{m:>4} {efc:>6} {seconds:>8.1f} {ef:>9} {recall:>7.3f} {p50:>7.2f} {p95:>7.2f}", flush=True)
+        m, efc = builds[-1]
+        for n_ex in (5, 100):
+            figures = exclusion(path, f"bench-m{m}-c{efc}", queries, args.k, n_ex)
+            print(f"exclude {n_ex:>3} ids (M={m}): " + ", ".join(f"{k} {v:.2f} ms" for k, v in figures.items()))
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,145 @@
+"""Builds live clients from Settings: embedders, the captioning vision model, and galleries.
+
+Called at the edges (CLI, SDK constructors); pipeline code receives what these return. A model reference is a
+Hugging Face id or a local folder; `hash:DIM` names the deterministic test embedders of cirgraph.testing (no
+weights), and `hash:DIM?delay=SECONDS` makes them sleep per call, so tests can interrupt a slow run. Heavy
+packages (torch, transformers, chromadb) load only when something is built.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Literal
+from urllib.parse import parse_qs
+
+from cirgraph.errors import ConfigError, InputError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from cirgraph.settings import Settings
+    from cirgraph.stores.gallery import Gallery
+    from cirgraph.tools.protocols import ChatModel, ImageTextEmbedder, TextEmbedder
+
+
+class _Delayed:
+    """Wraps a test embedder so every call sleeps first (a stand-in for a slow model)."""
+
+    def __init__(self, inner: object, delay_s: float) -> None:
+        self._inner, self.delay_s = inner, delay_s
+        self.name, self.dim = inner.name, inner.dim
+
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+        time.sleep(self.delay_s)
+        return self._inner.embed_texts(texts)
+
+    def embed_images(self, images: Sequence) -> np.ndarray:
+        time.sleep(self.delay_s)
+        return self._inner.embed_images(images)
+
+
+def _hash_embedder(ref: str, *, images: bool) -> object:
+    """`hash[:DIM][?delay=S]` -> a deterministic test embedder whose name is `ref` (so it rebuilds from it)."""
+    from cirgraph.testing.fake_embedders import HashImageTextEmbedder, HashTextEmbedder
+
+    spec, _, query = ref.partition("?")
+    _, _, dim = spec.partition(":")
+    try:
+        size = int(dim) if dim else 64
+        delay = float(parse_qs(query).get("delay", ["0"])[0])
+    except ValueError:
+        raise InputError(f"model reference {ref!r}", "expected hash[:DIM][?delay=SECONDS]") from None
+    cls = HashImageTextEmbedder if images else HashTextEmbedder
+    embedder = cls(dim=size, name=ref)
+    return _Delayed(embedder, delay) if delay > 0 else embedder
+
+
+def _is_hash(ref: str) -> bool:
+    return ref == "hash" or ref.startswith(("hash:", "hash?"))
+
+
+def load_image_text_embedder(ref: str, *, device: str = "cpu", batch_size: int = 32,
+                             offline: bool = False) -> ImageTextEmbedder:
+    """An image-text embedder (CLIP/SigLIP) from a reference; ModelNotFoundError when it cannot be loaded."""
+    if _is_hash(ref):
+        return _hash_embedder(ref, images=True)
+    from cirgraph.tools.hf_embedders import HFImageTextEmbedder
+
+    return HFImageTextEmbedder(ref, device=device, batch_size=batch_size, offline=offline)
+
+
+def load_text_embedder(ref: str, *, device: str = "cpu", batch_size: int = 64, offline: bool = False) -> TextEmbedder:
+    """A caption text embedder from a reference; ModelNotFoundError when it cannot be loaded."""
+    if _is_hash(ref):
+        return _hash_embedder(ref, images=False)
+    from cirgraph.tools.hf_embedders import HFTextEmbedder
+
+    return HFTextEmbedder(ref, device=device, batch_size=batch_size, offline=offline)
+
+
+def build_image_text_embedder(settings: Settings) -> ImageTextEmbedder:
+    """The image-text embedder `settings.embedder` names; ConfigError when it is empty (caption-only setup)."""
+    if settings.embedder is None:
+        raise ConfigError("CIRGRAPH_EMBEDDER is empty: an image-text embedder is needed for images")
+    return load_image_text_embedder(settings.embedder, device=settings.device, offline=settings.offline)
+
+
+def build_text_embedder(settings: Settings) -> TextEmbedder:
+    """The caption text embedder `settings.text_embedder` names."""
+    return load_text_embedder(settings.text_embedder, device=settings.device, offline=settings.offline)
+
+
+def build_captioner(settings: Settings) -> ChatModel:
+    """The vision model that captions gallery images: the configured endpoint, else an in-process model."""
+    from cirgraph.settings import DEFAULT_LOCAL_VLM
+
+    if settings.vlm_base_url is not None:
+        from cirgraph.tools.openai_chat import OpenAIChatModel
+
+        if not settings.vlm_model:
+            raise ConfigError("CIRGRAPH_VLM_BASE_URL is set but no model name is (CIRGRAPH_VLM_MODEL)")
+        key = settings.vlm_api_key.get_secret_value() if settings.vlm_api_key else None
+        return OpenAIChatModel(settings.vlm_model, base_url=settings.vlm_base_url, api_key=key,
+                               timeout=settings.request_timeout, max_retries=settings.max_retries,
+                               max_concurrency=settings.max_concurrency, image_max_side=settings.image_max_side)
+    from cirgraph.tools.hf_chat import TransformersChatModel
+
+    return TransformersChatModel(settings.vlm_model or DEFAULT_LOCAL_VLM, device=settings.device,
+                                 offline=settings.offline, image_max_side=settings.image_max_side)
+
+
+def _explicit(settings: Settings, field: str) -> str | None:
+    """A model setting only when it was set explicitly (environment, .env, argument), not its default."""
+    return getattr(settings, field) if field in settings.model_fields_set else None
+
+
+def open_gallery(settings: Settings, name: str, *, embedder: ImageTextEmbedder | str | None = None,
+                 text_embedder: TextEmbedder | str | None = None, create: bool = False,
+                 kind: Literal["images", "captions"] | None = None) -> Gallery:
+    """The gallery `name` in the store `settings` point to (embedded under home, or the Chroma server).
+
+    An existing gallery keeps the models it was built with; a model set explicitly in the settings must match them
+    (else GalleryError). With `create=True` a missing gallery is created with the given or configured models;
+    `kind` matters only then: "captions" makes it caption-only (no image embedder), "images" requires one.
+    """
+    from cirgraph.stores.chroma import Layout, collection_names, make_client
+    from cirgraph.stores.gallery import Gallery
+
+    client = make_client(settings)
+    layout = Layout(name)
+    if {layout.images, layout.items} & collection_names(client):  # existing: its own models unless set explicitly
+        embedder = embedder if embedder is not None else _explicit(settings, "embedder")
+        text_embedder = text_embedder if text_embedder is not None else _explicit(settings, "text_embedder")
+    else:
+        embedder = None if kind == "captions" else embedder if embedder is not None else settings.embedder
+        text_embedder = text_embedder if text_embedder is not None else settings.text_embedder
+        if kind == "images" and embedder is None:
+            raise ConfigError(f"gallery {name!r}: indexing images needs an image-text embedder (CIRGRAPH_EMBEDDER)")
+        if create:  # load the model the new collection will be tied to now: a bad reference creates nothing
+            if isinstance(embedder, str):
+                embedder = load_image_text_embedder(embedder, device=settings.device, offline=settings.offline)
+            elif embedder is None and isinstance(text_embedder, str):
+                text_embedder = load_text_embedder(text_embedder, device=settings.device, offline=settings.offline)
+    return Gallery(client, name, embedder=embedder, text_embedder=text_embedder, device=settings.device,
+                   create=create, max_pixels=settings.max_image_pixels)

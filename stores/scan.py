@@ -1,0 +1,115 @@
+"""What an indexing run looks at and what it reports: the image files under a path, failures, counts.
+
+Files are picked by image suffix (other files are counted as ignored); links to folders are followed once, so a
+link loop is cut instead of walked forever; unreadable folders are reported, not fatal. A path that does not exist,
+or a folder without a single image file, is an InputError: nothing would be indexed. Also the small checks a run
+makes on its inputs: user metadata Chroma can store, paths under the indexed root, a stored file's content.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from collections.abc import Mapping
+from typing import Any
+
+from cirgraph.errors import ImageError, InputError
+from cirgraph.tools.images import IMAGE_SUFFIXES, content_hash, read_image_bytes
+
+
+@dataclass(slots=True)
+class Failure:
+    path: str
+    reason: str
+
+
+@dataclass(slots=True)
+class IndexReport:
+    """What a run did. `total` is the number of items in the gallery after it."""
+
+    added: int = 0
+    skipped: int = 0
+    moved: int = 0
+    pruned: int = 0
+    ignored: int = 0
+    updated: int = 0  # existing items whose captions were replaced
+    captions: int = 0  # caption records written
+    orphans_removed: int = 0
+    total: int = 0
+    failed: list[Failure] = field(default_factory=list)
+    duplicates: list[dict[str, str]] = field(default_factory=list)
+    caption_failures: list[Failure] = field(default_factory=list)
+    unknown_caption_names: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["unknown_caption_names"] = len(self.unknown_caption_names)
+        return out
+
+
+@dataclass(slots=True)
+class Scan:
+    """The image files under a path (sorted), other files ignored, and folders that could not be read."""
+
+    root: Path
+    files: list[Path]
+    ignored: int = 0
+    failed: list[Failure] = field(default_factory=list)
+
+
+def scan_path(path: str | os.PathLike) -> Scan:
+    """List image files (by suffix) under a folder, following links to folders once (loops are cut), or one file."""
+    root = Path(path).absolute()
+    if not root.exists():
+        raise InputError(str(root), "no such file or directory" if not root.is_symlink() else "broken symbolic link")
+    if not root.is_dir():
+        return Scan(root=root, files=[root])
+    scan, visited = Scan(root=root, files=[]), set()
+
+    def onerror(exc: OSError) -> None:
+        scan.failed.append(Failure(str(exc.filename), exc.strerror or str(exc)))
+
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True, onerror=onerror):
+        st = os.stat(dirpath)
+        if (st.st_dev, st.st_ino) in visited:  # a link back to a folder already walked: a loop or an alias
+            dirnames[:] = []
+            continue
+        visited.add((st.st_dev, st.st_ino))
+        dirnames.sort()
+        for name in sorted(filenames):
+            if Path(name).suffix.lower() in IMAGE_SUFFIXES:
+                scan.files.append(Path(dirpath) / name)
+            else:
+                scan.ignored += 1
+    if not scan.files:
+        detail = f"; {scan.failed[0].path}: {scan.failed[0].reason}" if scan.failed else ""
+        raise InputError(str(root), f"folder holds no image files ({scan.ignored} other files ignored){detail}")
+    return scan
+
+
+def clean_metadata(metadata: Mapping[str, Any]) -> dict[str, Any]:
+    """User metadata as Chroma stores it: None values dropped (Chroma rejects them), other non-scalars refused."""
+    out = {}
+    for key, value in metadata.items():
+        if value is None:
+            continue
+        if not isinstance(key, str) or not isinstance(value, (str, int, float, bool)):
+            raise InputError(f"metadata {key!r}", f"values must be str, int, float or bool, got {type(value).__name__}")
+        out[key] = value
+    return out
+
+
+def is_under(uri: str, root: str) -> bool:
+    """True when the path `uri` is `root` or lies below it."""
+    return uri == root or uri.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def same_content(uri: str | None, item_id: str) -> bool:
+    """True when the stored file still exists with the same content (so a second path is a duplicate, not a move)."""
+    if not uri:
+        return False
+    try:
+        return content_hash(read_image_bytes(uri)) == item_id
+    except ImageError:
+        return False

@@ -1,0 +1,226 @@
+"""`cirgraph index`: summaries, JSON output, fatal errors as one line, caption-only galleries, kill -9 and resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cirgraph.stores.chroma import clear_client_cache, embedded_client, gallery_names
+from cirgraph.stores.gallery import Gallery
+
+PHOTOS = ("astronaut", "coffee", "rocket", "coins")
+
+
+@pytest.fixture(autouse=True)
+def _hash_models(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CIRGRAPH_EMBEDDER", "hash:32")
+    monkeypatch.setenv("CIRGRAPH_TEXT_EMBEDDER", "hash:16")
+    yield
+    clear_client_cache()
+
+
+@pytest.fixture
+def photos(tmp_path: Path) -> Path:
+    import skimage.data
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in PHOTOS:
+        Image.fromarray(getattr(skimage.data, name)()).save(folder / f"{name}.jpg")
+    return folder
+
+
+def run_cli(capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch, *args: str) -> tuple[int, str, str]:
+    """Run `cirgraph ARGS` in this process through the real entry point; (exit code, stdout, stderr)."""
+    from cirgraph.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["cirgraph", *map(str, args)])
+    try:
+        main()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    finally:
+        clear_client_cache()
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def open_store(home: Path, name: str) -> Gallery:
+    return Gallery(embedded_client(home / "galleries" / "chroma"), name)
+
+
+def test_json_summary_is_exactly_one_object_on_stdout(capsys, monkeypatch, photos, _isolated_settings) -> None:
+    (photos / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    (photos / "readme.txt").write_text("not an image")
+    code, out, err = run_cli(capsys, monkeypatch, "index", photos, "--gallery", "p", "--json")
+    assert code == 0
+    summary = json.loads(out)
+    assert (summary["added"], summary["skipped"], summary["total"], summary["ignored"]) == (4, 0, 4, 1)
+    assert summary["failed"] == [{"path": str(photos / "broken.png"), "reason": summary["failed"][0]["reason"]}]
+    assert "corrupt" in summary["failed"][0]["reason"] or "not an image" in summary["failed"][0]["reason"]
+    assert "indexed 5/5" in err
+    assert open_store(_isolated_settings, "p").count() == 4
+
+
+def test_text_summary_and_a_second_run_that_adds_nothing(capsys, monkeypatch, photos) -> None:
+    run_cli(capsys, monkeypatch, "index", photos, "-g", "p")
+    code, out, _ = run_cli(capsys, monkeypatch, "index", photos, "-g", "p")
+    assert code == 0
+    assert out.splitlines()[0].startswith("gallery 'p': 0 added, 4 skipped, 0 moved, 0 pruned")
+    assert out.splitlines()[0].endswith("4 items in total")
+
+
+def test_prune_and_moves_through_the_cli(capsys, monkeypatch, photos) -> None:
+    run_cli(capsys, monkeypatch, "index", photos, "-g", "p")
+    (photos / "coins.jpg").unlink()
+    os.rename(photos / "rocket.jpg", photos / "rocket-2.jpg")
+    code, out, _ = run_cli(capsys, monkeypatch, "index", photos, "-g", "p", "--prune", "--json")
+    summary = json.loads(out)
+    assert (code, summary["moved"], summary["pruned"], summary["total"]) == (0, 1, 1, 3)
+
+
+@pytest.mark.parametrize(("make", "message"), [
+    (lambda tmp: tmp / "absent", "no such file or directory"),
+    (lambda tmp: (tmp / "empty").mkdir() or tmp / "empty", "folder holds no image files (0 other files ignored)"),
+])
+def test_missing_or_empty_path_is_a_one_line_error(capsys, monkeypatch, tmp_path, _isolated_settings, make,
+                                                   message) -> None:
+    path = make(tmp_path)
+    code, out, err = run_cli(capsys, monkeypatch, "index", path, "-g", "p")
+    assert (code, out, err) == (1, "", f"error: {path}: {message}\n")
+    assert not (_isolated_settings / "galleries").exists() or \
+        gallery_names(embedded_client(_isolated_settings / "galleries" / "chroma")) == []
+
+
+def test_bad_captions_file_fails_before_anything_is_written(capsys, monkeypatch, photos, tmp_path,
+                                                            _isolated_settings) -> None:
+    bad = tmp_path / "caps.json"
+    bad.write_text('[{"candidate": "coffee", "captions": ["a cup"]}\n{"candidate": "x"}]')
+    code, out, err = run_cli(capsys, monkeypatch, "index", photos, "-g", "p", "--captions", bad)
+    assert code == 1 and out == ""
+    assert err == f"error: captions file {bad}: line 2 column 1: invalid JSON (Expecting ',' delimiter)\n"
+    assert not (_isolated_settings / "galleries").exists()
+
+
+def test_unknown_caption_names_are_a_warning_not_an_error(capsys, monkeypatch, photos, tmp_path) -> None:
+    caps = tmp_path / "caps.csv"
+    caps.write_text("name,caption\ncoffee,a cup of coffee\n" + "".join(f"ghost{i},x\n" for i in range(7)))
+    code, out, err = run_cli(capsys, monkeypatch, "index", photos, "-g", "p", "--captions", caps, "--json")
+    assert code == 0 and json.loads(out)["captions"] == 1 and json.loads(out)["unknown_caption_names"] == 7
+    assert f"warning: 7 names in {caps} match nothing and were left out (first: ghost0, ghost1, ghost2, ghost3, " \
+           "ghost4, ...)" in err
+
+
+def test_caption_only_gallery_from_a_captions_file(capsys, monkeypatch, tmp_path, _isolated_settings) -> None:
+    caps = tmp_path / "cirr.json"
+    caps.write_text(json.dumps([{"candidate": f"dev-{i}-0-img0", "captions": ["a dog", f"dog {i}"]}
+                                for i in range(12)]))
+    code, out, _ = run_cli(capsys, monkeypatch, "index", "--captions", caps, "--gallery", "cirr", "--json")
+    summary = json.loads(out)
+    assert (code, summary["added"], summary["captions"], summary["total"]) == (0, 12, 24, 12)
+    g = open_store(_isolated_settings, "cirr")
+    assert g.kind == "captions" and g.get(["dev-3-0-img0"])["dev-3-0-img0"].captions == ["a dog", "dog 3"]
+
+
+def test_usage_errors(capsys, monkeypatch, tmp_path) -> None:
+    code, _, err = run_cli(capsys, monkeypatch, "index")
+    assert code == 2 and "give PATH" in err
+    code, _, err = run_cli(capsys, monkeypatch, "index", tmp_path, "-g", "no spaces please")
+    assert code == 1 and err.startswith("error: gallery name 'no spaces please': ")
+
+
+def test_unreachable_chroma_server_and_missing_model_are_fatal(capsys, monkeypatch, photos,
+                                                               _isolated_settings) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("CIRGRAPH_CHROMA_HOST", "127.0.0.1")
+    monkeypatch.setenv("CIRGRAPH_CHROMA_PORT", str(port))
+    code, _, err = run_cli(capsys, monkeypatch, "index", photos)
+    assert code == 1 and err.startswith(f"error: Chroma server at http://127.0.0.1:{port} is unreachable")
+    assert err.count("\n") == 1
+    monkeypatch.delenv("CIRGRAPH_CHROMA_HOST")
+    monkeypatch.setenv("CIRGRAPH_EMBEDDER", str(photos / "no-such-model"))
+    code, _, err = run_cli(capsys, monkeypatch, "index", photos, "-g", "p")
+    assert code == 1 and err.startswith(f"error: model '{photos / 'no-such-model'}' could not be loaded")
+    assert gallery_names(embedded_client(_isolated_settings / "galleries" / "chroma")) == []  # nothing created
+
+
+def test_caption_with_model_uses_the_configured_vision_endpoint(capsys, monkeypatch, photos,
+                                                                _isolated_settings) -> None:
+    from cirgraph.testing.fake_openai import FakeOpenAIServer
+
+    with FakeOpenAIServer(default="a photo of something") as server:
+        monkeypatch.setenv("CIRGRAPH_VLM_BASE_URL", server.base_url)
+        monkeypatch.setenv("CIRGRAPH_VLM_MODEL", "fake-vlm")
+        monkeypatch.setenv("CIRGRAPH_VLM_API_KEY", "k")
+        code, out, _ = run_cli(capsys, monkeypatch, "index", photos, "-g", "p", "--caption-with-model", "--json")
+        assert len(server.chat_requests) == 4 and all(len(r.images()) == 1 for r in server.chat_requests)
+    assert code == 0 and json.loads(out)["captions"] == 4
+    g = open_store(_isolated_settings, "p")
+    assert {tuple(c) for c in g.captions_of([i for i, _, _ in g.iter_items()]).values()} == {("a photo of something",)}
+
+
+def _noise_images(folder: Path, n: int) -> dict:
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 255, (24, 24, 3), dtype=np.uint8)).save(folder / f"img{i:03d}.png")
+    return {f"img{i:03d}": [f"noise picture {i}", "random pixels"] for i in range(n)}
+
+
+def _cli(home: Path, *args: str, embedder: str) -> subprocess.Popen:
+    env = {**os.environ, "CIRGRAPH_HOME": str(home), "CIRGRAPH_EMBEDDER": embedder,
+           "CIRGRAPH_TEXT_EMBEDDER": "hash:16", "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "cirgraph", "index", *args], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+@pytest.mark.slow
+def test_a_run_killed_with_sigkill_resumes_with_no_duplicates_and_no_orphans(tmp_path) -> None:
+    folder, n = tmp_path / "noise", 48
+    caps = tmp_path / "caps.json"
+    caps.write_text(json.dumps(_noise_images(folder, n)))
+    slow = "hash:32?delay=0.2"  # the test embedder, sleeping 0.2 s per batch
+    args = (str(folder), "--gallery", "g", "--captions", str(caps), "--batch-size", "4", "--json")
+    proc = _cli(tmp_path / "killed", *args, embedder=slow)
+    deadline = time.monotonic() + 120
+    for line in proc.stderr:  # "indexed N/48", at most once a second
+        if line.startswith("indexed ") and int(line.split()[1].split("/")[0]) >= 8:
+            break
+        assert time.monotonic() < deadline, "no progress from the indexing process"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    resumed = _cli(tmp_path / "killed", *args, embedder=slow)
+    out, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err
+    summary = json.loads(out)
+    assert 0 < summary["skipped"] < n and summary["added"] + summary["skipped"] == n and summary["total"] == n
+    clean = _cli(tmp_path / "clean", *args, embedder=slow)
+    clean_out, err = clean.communicate(timeout=300)
+    assert clean.returncode == 0, err
+    assert json.loads(clean_out)["total"] == n
+    stores = [open_store(tmp_path / home, "g") for home in ("killed", "clean")]
+    ids = [{i for i, _, _ in g.iter_items()} for g in stores]
+    assert ids[0] == ids[1] and len(ids[0]) == n
+    for g in stores:
+        caption_items = [r["metadatas"]["item_id"] for r in _all_captions(g)]
+        assert len(caption_items) == 2 * n and set(caption_items) == ids[0]
+
+
+def _all_captions(g: Gallery) -> list[dict]:
+    from cirgraph.stores.chroma import page_records
+
+    return list(page_records(g.captions_collection, "captions", ["metadatas"]))
