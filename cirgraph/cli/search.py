@@ -78,6 +78,17 @@ def _explain(out: Console, result: SearchResult) -> None:
         out.print(f"prompt {stage}: {ref['template']} @{ref['sha']}", highlight=False, markup=False)
 
 
+def _check_inputs(text: str, image: Path | None) -> None:
+    """Refuse an empty or oversized modification and an unreadable reference image, naming which and why."""
+    from cirgraph.agents.query import check_text
+    from cirgraph.settings import Settings
+    from cirgraph.tools.images import load_image
+
+    check_text(text)
+    if image is not None:
+        load_image(image, max_pixels=Settings().max_image_pixels)
+
+
 @app.command("search")
 def search(
     text: str = typer.Option(..., "--text", "-t", help="The modification: what should differ from the reference."),
@@ -99,6 +110,7 @@ def search(
     if (image is None) == (ref_id is None):
         raise typer.BadParameter("give exactly one of --image and --ref-id")
     out, err = Console(soft_wrap=True), Console(stderr=True, soft_wrap=True)
+    _check_inputs(text, image)  # bad input fails before any model is loaded
     retriever = open_retriever(gallery, preset)
     try:
         reference = GalleryRef(ref_id) if ref_id is not None else image

@@ -97,3 +97,17 @@ def test_bad_input_is_one_line_and_exit_1(images: Path, monkeypatch, capsys, arg
     assert exit_info.value.code == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith(message)
+
+
+def test_bad_input_fails_before_any_model_is_loaded(tmp_path) -> None:
+    """With the default preset and no endpoint, loading the in-process LLM would fail here: input checks come first."""
+    import subprocess
+    import sys
+
+    bad = tmp_path / "notes.jpg"
+    bad.write_text("not a picture")
+    cmd = [sys.executable, "-m", "cirgraph", "search", "--gallery", "nothing"]
+    res = subprocess.run(cmd + ["--image", str(bad), "--text", "in red"], capture_output=True, text=True)
+    assert res.returncode == 1 and "notes.jpg: not an image file" in res.stderr and "model" not in res.stderr
+    res = subprocess.run(cmd + ["--image", str(bad), "--text", "   "], capture_output=True, text=True)
+    assert res.returncode == 1 and "modification text" in res.stderr, res.stderr
