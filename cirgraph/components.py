@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from cirgraph.errors import ConfigError
 
 if TYPE_CHECKING:
     from cirgraph.agents.context import PipelineConfig
@@ -19,21 +18,9 @@ if TYPE_CHECKING:
 
 def build_llm(settings: Settings) -> ChatModel:
     """The text LLM: the configured OpenAI-compatible endpoint, else an in-process transformers model."""
-    from cirgraph.settings import DEFAULT_LOCAL_LLM
+    from cirgraph.factory import build_chat_model
 
-    if settings.llm_base_url is not None:
-        from cirgraph.tools.openai_chat import OpenAIChatModel
-
-        if not settings.llm_model:
-            raise ConfigError("CIRGRAPH_LLM_BASE_URL is set but no model name is (CIRGRAPH_LLM_MODEL)")
-        key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else None
-        return OpenAIChatModel(settings.llm_model, base_url=settings.llm_base_url, api_key=key,
-                               timeout=settings.request_timeout, max_retries=settings.max_retries,
-                               max_concurrency=settings.max_concurrency, image_max_side=settings.image_max_side)
-    from cirgraph.tools.hf_chat import TransformersChatModel
-
-    return TransformersChatModel(settings.llm_model or DEFAULT_LOCAL_LLM, device=settings.device,
-                                 offline=settings.offline, image_max_side=settings.image_max_side)
+    return build_chat_model(settings, "llm")
 
 
 def needed_models(config: PipelineConfig, *, has_images: bool) -> tuple[bool, bool]:

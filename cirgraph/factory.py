@@ -90,23 +90,31 @@ def build_text_embedder(settings: Settings) -> TextEmbedder:
     return load_text_embedder(settings.text_embedder, device=settings.device, offline=settings.offline)
 
 
-def build_captioner(settings: Settings) -> ChatModel:
-    """The vision model that captions gallery images: the configured endpoint, else an in-process model."""
-    from cirgraph.settings import DEFAULT_LOCAL_VLM
+def build_chat_model(settings: Settings, role: Literal["llm", "vlm"]) -> ChatModel:
+    """The text LLM ("llm") or vision model ("vlm"): the configured OpenAI-compatible endpoint, else an in-process
+    transformers model (the model setting, or the default local model of that role)."""
+    from cirgraph.settings import DEFAULT_LOCAL_LLM, DEFAULT_LOCAL_VLM
 
-    if settings.vlm_base_url is not None:
+    base_url, api_key, model = (getattr(settings, f"{role}_{f}") for f in ("base_url", "api_key", "model"))
+    if base_url is not None:
         from cirgraph.tools.openai_chat import OpenAIChatModel
 
-        if not settings.vlm_model:
-            raise ConfigError("CIRGRAPH_VLM_BASE_URL is set but no model name is (CIRGRAPH_VLM_MODEL)")
-        key = settings.vlm_api_key.get_secret_value() if settings.vlm_api_key else None
-        return OpenAIChatModel(settings.vlm_model, base_url=settings.vlm_base_url, api_key=key,
+        if not model:
+            raise ConfigError(f"CIRGRAPH_{role.upper()}_BASE_URL is set but no model name is "
+                              f"(CIRGRAPH_{role.upper()}_MODEL)")
+        return OpenAIChatModel(model, base_url=base_url, api_key=api_key.get_secret_value() if api_key else None,
                                timeout=settings.request_timeout, max_retries=settings.max_retries,
                                max_concurrency=settings.max_concurrency, image_max_side=settings.image_max_side)
     from cirgraph.tools.hf_chat import TransformersChatModel
 
-    return TransformersChatModel(settings.vlm_model or DEFAULT_LOCAL_VLM, device=settings.device,
-                                 offline=settings.offline, image_max_side=settings.image_max_side)
+    default = DEFAULT_LOCAL_LLM if role == "llm" else DEFAULT_LOCAL_VLM
+    return TransformersChatModel(model or default, device=settings.device, offline=settings.offline,
+                                 image_max_side=settings.image_max_side)
+
+
+def build_captioner(settings: Settings) -> ChatModel:
+    """The vision model that captions gallery images and references."""
+    return build_chat_model(settings, "vlm")
 
 
 def _explicit(settings: Settings, field: str) -> str | None:

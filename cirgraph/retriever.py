@@ -12,12 +12,12 @@ recompose (`result.pending`) and `resume(thread_id, descriptions)` continues it.
 from __future__ import annotations
 
 import asyncio
-import threading
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
+from cirgraph._loop import LoopThread
 from cirgraph.agents.context import PipelineConfig
 from cirgraph.agents.presets import DEFAULT_PRESET, preset
 from cirgraph.agents.query import GalleryRef, ReferenceSource, build_input
@@ -31,7 +31,6 @@ if TYPE_CHECKING:
     from cirgraph.stores.base import GalleryReader
     from cirgraph.tools.protocols import ChatModel, ImageTextEmbedder, TextEmbedder
 
-T = TypeVar("T")
 __all__ = ["GalleryRef", "PipelineConfig", "Query", "Retriever", "SearchResult"]
 
 
@@ -56,31 +55,6 @@ def as_config(config: PipelineConfig | str | None, default: PipelineConfig | Non
     raise ConfigError(f"config: expected a PipelineConfig or a preset name, got {type(config).__name__}")
 
 
-class _LoopThread:
-    """A private event loop on a daemon thread: sync calls share one loop, so async clients stay on their loop."""
-
-    def __init__(self) -> None:
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._lock = threading.Lock()
-
-    def run(self, coro: Awaitable[T]) -> T:
-        with self._lock:
-            if self._loop is None:
-                self._loop = asyncio.new_event_loop()
-                threading.Thread(target=self._loop.run_forever, name="cirgraph-loop", daemon=True).start()
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
-
-    @property
-    def started(self) -> bool:
-        return self._loop is not None
-
-    def close(self) -> None:
-        with self._lock:
-            if self._loop is not None:
-                self._loop.call_soon_threadsafe(self._loop.stop)
-                self._loop = None
-
-
 class Retriever:
     """Composed image retrieval over one gallery with injected models. Thread-safe for concurrent searches."""
 
@@ -97,7 +71,7 @@ class Retriever:
         self._checkpointer = checkpointer
         self._graphs: dict[bool, Any] = {}
         self._paused: dict[str, PipelineConfig] = {}
-        self._loop = _LoopThread()
+        self._loop = LoopThread()
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None, *, gallery: str = "default",

@@ -13,12 +13,11 @@ thread lives in the SQLite checkpoints under CIRGRAPH_HOME unless a store is giv
 
 from __future__ import annotations
 
-import asyncio
-import threading
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any
 
+from cirgraph._loop import LoopThread
 from cirgraph.chat.store import ChatStore, check_thread_id
 from cirgraph.chat.threads import Conversations
 from cirgraph.chat.turns import Turn
@@ -28,30 +27,8 @@ if TYPE_CHECKING:
     from cirgraph.retriever import Retriever
     from cirgraph.settings import Settings
 
-T = TypeVar("T")
 StageCallback = Callable[[str, dict[str, Any]], None]
 __all__ = ["ChatSession", "Turn"]
-
-
-class _Loop:
-    """A private event loop on a daemon thread, for the sync methods."""
-
-    def __init__(self) -> None:
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._lock = threading.Lock()
-
-    def run(self, coro: Awaitable[T]) -> T:
-        with self._lock:
-            if self._loop is None:
-                self._loop = asyncio.new_event_loop()
-                threading.Thread(target=self._loop.run_forever, name="cirgraph-chat", daemon=True).start()
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
-
-    def close(self) -> None:
-        with self._lock:
-            if self._loop is not None:
-                self._loop.call_soon_threadsafe(self._loop.stop)
-                self._loop = None
 
 
 class ChatSession:
@@ -89,7 +66,7 @@ class ChatSession:
             self.gallery = retriever.gallery.name
         else:
             self.gallery = gallery if gallery in conversations.retrievers else conversations.galleries[0]
-        self._loop = _Loop()
+        self._loop = LoopThread()
 
     # -- async API -------------------------------------------------------------------------------------------------
 
