@@ -72,6 +72,7 @@ class OpenAIChatModel:
         max_retries: int = 4, max_concurrency: int = 8, image_max_side: int = 768,
         structured_mode: StructuredMode = "auto", name: str | None = None, extra_body: dict | None = None,
         retry_wait: tuple[float, float] = (0.5, 8.0), max_retry_after: float = 60.0,
+        default_max_tokens: int | None = 1024,
     ) -> None:
         if not model or structured_mode not in ("auto", *_MODES) or min(max_retries, max_concurrency) < 1:
             raise ConfigError(f"OpenAIChatModel({model!r}): needs a model name, structured_mode in auto/"
@@ -89,6 +90,9 @@ class OpenAIChatModel:
         self.structured_mode = structured_mode
         self.extra_body = dict(extra_body or {})
         self.max_retry_after = max_retry_after
+        # A reply cap when the caller sets none: a small model that rambles would otherwise generate up to the
+        # server's context limit, holding a one-request-at-a-time server for minutes past our timeout.
+        self.default_max_tokens = default_max_tokens
         self._where = base_url or "the OpenAI API"
         self._backoff = wait_exponential(multiplier=retry_wait[0], max=retry_wait[1]) + wait_random(0, retry_wait[0])
         self._modes = list(_MODES) if structured_mode == "auto" else [structured_mode]
@@ -214,7 +218,7 @@ class OpenAIChatModel:
                 text = f"{messages.pop(0)['content']}\n\n{text}"
             messages.insert(0, {"role": "system", "content": text})
         args: dict[str, Any] = {"model": self.model, "messages": messages, "temperature": temperature,
-                                **({"max_tokens": max_tokens} if max_tokens is not None else {})}
+                                **({"max_tokens": cap} if (cap := max_tokens or self.default_max_tokens) else {})}
         if schema is not None and mode == "json_schema":
             name = re.sub(r"[^a-zA-Z0-9_-]", "_", schema.__name__)[:64]
             args["response_format"] = {"type": "json_schema", "json_schema": {

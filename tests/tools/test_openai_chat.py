@@ -319,3 +319,11 @@ async def test_fake_server_scripting():
         async with AsyncOpenAI(base_url=fake.base_url, api_key="k") as client:
             assert [m.id async for m in client.models.list()] == ["fake-model"]
         assert [r.method for r in fake.requests] == ["POST", "POST", "GET"]
+
+
+async def test_replies_are_capped_unless_the_caller_sets_a_cap(server):
+    """A rambling small model must not hold a one-request-at-a-time server until its context limit."""
+    await make_model(server).complete(ask("Say hi"))
+    await make_model(server).complete(ask("Say hi"), max_tokens=50)
+    await make_model(server, default_max_tokens=None).complete(ask("Say hi"))
+    assert [r.body.get("max_tokens") for r in server.chat_requests] == [1024, 50, None]
