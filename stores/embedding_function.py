@@ -74,16 +74,36 @@ class _LazyModel:
         return self._embedder is not None
 
 
-@register_embedding_function
-class ImageTextEmbeddingFunction(EmbeddingFunction):
-    """Embeds texts and images (numpy arrays, as Chroma passes them) with an image-text embedder (CLIP, SigLIP)."""
+class _ModelBacked:
+    """What the model-backed embedding functions share: a lazily loaded model reference, cosine space only, and a
+    config that records the reference (which may never change for a collection)."""
 
-    def __init__(self, model: str, *, device: str = "cpu", embedder: ImageTextEmbedder | None = None) -> None:
-        self._lazy = _LazyModel(model, device, embedder)
+    _lazy: _LazyModel
 
     @property
     def model(self) -> str:
         return self._lazy.model
+
+    def default_space(self) -> str:
+        return "cosine"
+
+    def supported_spaces(self) -> list[str]:
+        return ["cosine"]
+
+    def get_config(self) -> dict[str, Any]:
+        return {"model": self._lazy.model, "device": self._lazy.device}
+
+    def validate_config_update(self, old_config: dict[str, Any], new_config: dict[str, Any]) -> None:
+        if new_config.get("model", old_config.get("model")) != old_config.get("model"):
+            raise GalleryError("the embedding model of a gallery collection cannot change; index a new gallery")
+
+
+@register_embedding_function
+class ImageTextEmbeddingFunction(_ModelBacked, EmbeddingFunction):
+    """Embeds texts and images (numpy arrays, as Chroma passes them) with an image-text embedder (CLIP, SigLIP)."""
+
+    def __init__(self, model: str, *, device: str = "cpu", embedder: ImageTextEmbedder | None = None) -> None:
+        self._lazy = _LazyModel(model, device, embedder)
 
     @property
     def embedder(self) -> ImageTextEmbedder:
@@ -109,34 +129,17 @@ class ImageTextEmbeddingFunction(EmbeddingFunction):
     def name() -> str:
         return "cirgraph-image-text"
 
-    def default_space(self) -> str:
-        return "cosine"
-
-    def supported_spaces(self) -> list[str]:
-        return ["cosine"]
-
-    def get_config(self) -> dict[str, Any]:
-        return {"model": self._lazy.model, "device": self._lazy.device}
-
     @staticmethod
     def build_from_config(config: dict[str, Any]) -> ImageTextEmbeddingFunction:
         return ImageTextEmbeddingFunction(config["model"], device=config.get("device", "cpu"))
 
-    def validate_config_update(self, old_config: dict[str, Any], new_config: dict[str, Any]) -> None:
-        if new_config.get("model", old_config.get("model")) != old_config.get("model"):
-            raise GalleryError("the embedding model of a gallery collection cannot change; index a new gallery")
-
 
 @register_embedding_function
-class TextEmbeddingFunction(EmbeddingFunction):
+class TextEmbeddingFunction(_ModelBacked, EmbeddingFunction):
     """Embeds caption texts with a text embedder (sentence-transformers, or a CLIP text tower)."""
 
     def __init__(self, model: str, *, device: str = "cpu", embedder: TextEmbedder | None = None) -> None:
         self._lazy = _LazyModel(model, device, embedder)
-
-    @property
-    def model(self) -> str:
-        return self._lazy.model
 
     @property
     def embedder(self) -> TextEmbedder:
@@ -152,22 +155,9 @@ class TextEmbeddingFunction(EmbeddingFunction):
     def name() -> str:
         return "cirgraph-text"
 
-    def default_space(self) -> str:
-        return "cosine"
-
-    def supported_spaces(self) -> list[str]:
-        return ["cosine"]
-
-    def get_config(self) -> dict[str, Any]:
-        return {"model": self._lazy.model, "device": self._lazy.device}
-
     @staticmethod
     def build_from_config(config: dict[str, Any]) -> TextEmbeddingFunction:
         return TextEmbeddingFunction(config["model"], device=config.get("device", "cpu"))
-
-    def validate_config_update(self, old_config: dict[str, Any], new_config: dict[str, Any]) -> None:
-        if new_config.get("model", old_config.get("model")) != old_config.get("model"):
-            raise GalleryError("the embedding model of a gallery collection cannot change; index a new gallery")
 
 
 @register_embedding_function
