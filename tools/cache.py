@@ -22,6 +22,7 @@ from cirgraph.errors import InputError
 from cirgraph.tools.images import image_fingerprint
 from cirgraph.tools.messages import Message
 from cirgraph.tools.protocols import ChatModel
+from cirgraph.tools.structured import json_schema
 from cirgraph.tools.usage import CallRecord, record
 
 CHAT_NAMESPACE = "chat"
@@ -114,7 +115,7 @@ def chat_key(
         [m.role, [["text", p] if isinstance(p, str) else ["image", image_fingerprint(p)] for p in m.parts]]
         for m in messages
     ]
-    schema_part = None if schema is None else [schema.__name__, schema.model_json_schema()]
+    schema_part = None if schema is None else [schema.__name__, json_schema(schema)]
     return hash_key({"model": model_name, "messages": turns, "schema": schema_part,
                      "temperature": float(temperature), "max_tokens": max_tokens})
 
