@@ -42,7 +42,10 @@ class PipelineConfig:
     candidate_pool: int = _f(100, "Candidates taken from each component's index before exact rescoring.")
     w_text_image: float = _f(1.0, "Weight of description -> image similarity.")
     w_text_caption: float = _f(0.5, "Weight of description -> caption similarity.")
-    w_reference: float = _f(0.1, "Weight of the reference image's own similarity (WeiMoCIR).")
+    w_modification: float = _f(1.0, "Weight of the modification text's own similarity, scored in the description's "
+                                     "spaces: anchors the search to the user's words when the LLM drifts.")
+    w_reference: float = _f(0.1, "Weight of the reference's own similarity: its image, or its caption in a "
+                                  "caption-only gallery (WeiMoCIR).")
     w_propositions: float = _f(0.2, "Weight of proposition-level similarity (signed by polarity).")
     # rerank and reflect
     rerank_depth: int = _f(10, "How many top candidates the model verifies.")
@@ -70,7 +73,8 @@ class PipelineConfig:
     def weights(self) -> dict[str, float]:
         """Fusion weights by component name (see cirgraph.agents.fusion.COMPONENTS)."""
         return {"text_image": self.w_text_image, "text_caption": self.w_text_caption,
-                "reference": self.w_reference, "propositions": self.w_propositions}
+                "modification": self.w_modification, "reference": self.w_reference,
+                "propositions": self.w_propositions}
 
     @property
     def pool(self) -> int:
@@ -102,10 +106,11 @@ def _check_ranges(c: PipelineConfig) -> None:
         value = getattr(c, name)
         if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
             raise ConfigError(f"PipelineConfig: {name}={value!r} is outside {lo}..{hi}")
-    for name in ("w_text_image", "w_text_caption", "w_reference", "w_propositions"):
+    weights = ("w_text_image", "w_text_caption", "w_modification", "w_reference", "w_propositions")
+    for name in weights:
         if not getattr(c, name) >= 0:
             raise ConfigError(f"PipelineConfig: {name}={getattr(c, name)!r} must be >= 0")
-    if c.w_text_image + c.w_text_caption + c.w_reference + c.w_propositions <= 0:
+    if sum(getattr(c, name) for name in weights) <= 0:
         raise ConfigError("PipelineConfig: at least one fusion weight must be positive")
     for name in ("rerank_weight", "stop_threshold"):
         if not 0.0 <= getattr(c, name) <= 1.0:

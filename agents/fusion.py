@@ -3,11 +3,16 @@
 Retrieval (WeiMoCIR-style late fusion): an item's score is the weighted mean of its component similarities,
 - text_image:   cosine(mean description embedding, item image embedding)          (CIReVL)
 - text_caption: max over the item's captions of cosine(mean description embedding, caption embedding)
-- reference:    cosine(reference image embedding, item image embedding)
+- modification: the modification text itself, scored like the description in the same spaces with the same
+                space weights. It anchors the search to what the user wrote when the LLM drifts from it (a small
+                model drops or rewrites the change), as late fusion with the raw text does in WeiMoCIR.
+- reference:    cosine(reference image embedding, item image embedding); in a caption-only gallery, the best
+                cosine between the reference caption and the item's captions
 - propositions: mean over propositions of +cosine (must show) or -cosine (must not show).
-Weights are re-normalised over the components that exist: a gallery without captions has no text_caption, an item
-without captions leaves it out of its own mean. Several descriptions are ensembled by averaging their unit
-embeddings (one direction per space), as LDRE and ImageScope do.
+The description keeps its total weight (w_text_image + w_text_caption) over the spaces the gallery has: a gallery
+without images gives text_image's share to text_caption. Weights are then re-normalised to sum to 1; an item
+without captions leaves text_caption out of its own mean. Several descriptions are ensembled by averaging their
+unit embeddings (one direction per space), as LDRE and ImageScope do.
 
 Rerank: a verdict turns each yes/no answer into P(yes) = 0.5 +/- confidence/2 and scores a candidate by the mean
 probability that its propositions hold; the verified score mixes min-max-normalised retrieval with that mean.
@@ -19,7 +24,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
-COMPONENTS = ("text_image", "text_caption", "reference", "propositions")
+COMPONENTS = ("text_image", "text_caption", "modification", "reference", "propositions")
 TEXT_COMPONENTS = ("text_image", "text_caption")
 NEUTRAL = 0.5  # verdict score of a candidate whose check failed or was never made
 
@@ -36,15 +41,31 @@ def mean_direction(vectors: np.ndarray) -> np.ndarray:
     return unit(unit(np.atleast_2d(vectors)).mean(axis=0))
 
 
+def space_shares(weights: Mapping[str, float], available: Iterable[str]) -> dict[str, float]:
+    """How a text (the description, the modification) is scored across the text spaces the gallery has: in
+    proportion to their weights, or equally when those are all 0 (CIReVL's text->image-only weights on a
+    caption-only gallery). Sums to 1; {} without a text space."""
+    spaces = [c for c in TEXT_COMPONENTS if c in set(available)]
+    own = {c: float(weights.get(c, 0.0)) for c in spaces if weights.get(c, 0.0) > 0}
+    if not own:
+        own = {c: 1.0 for c in spaces}
+    total = sum(own.values())
+    return {c: w / total for c, w in own.items()}
+
+
 def effective_weights(weights: Mapping[str, float], available: Iterable[str]) -> dict[str, float]:
-    """Weights of the available components, summing to 1. When every available component has weight 0 (e.g.
-    CIReVL's text->image-only weights on a caption-only gallery), the available text components share equally."""
-    available = [c for c in COMPONENTS if c in set(available)]
-    kept = {c: float(weights.get(c, 0.0)) for c in available if weights.get(c, 0.0) > 0}
-    if not kept:
-        kept = {c: 1.0 for c in available if c in TEXT_COMPONENTS}
-    total = sum(kept.values())
-    return {c: w / total for c, w in kept.items()} if total > 0 else {}
+    """Weights of the available components, summing to 1. The description keeps its total weight (the text
+    components' sum) over the text spaces the gallery has (see space_shares); "modification" is scored in those
+    same spaces, so it needs one of them."""
+    available = set(available)
+    shares = space_shares(weights, available)
+    total_text = sum(max(float(weights.get(c, 0.0)), 0.0) for c in TEXT_COMPONENTS)
+    out = {c: total_text * share for c, share in shares.items()} if total_text > 0 else {}
+    for c in ("modification", "reference", "propositions"):
+        if c in available and weights.get(c, 0.0) > 0 and (c != "modification" or shares):
+            out[c] = float(weights[c])
+    total = sum(out.values())
+    return {c: out[c] / total for c in COMPONENTS if c in out} if total > 0 else {}
 
 
 def best_caption_scores(caption_embeddings: Sequence[np.ndarray | None], query: np.ndarray) -> np.ndarray:

@@ -4,6 +4,7 @@
     caption-only          search with the reference caption alone (vision model only)
     caption+modification  caption and modification concatenated (vision model only)
     cirevl                caption -> LLM recompose -> text->image search (CIReVL, exactly)
+    anchored              + the modification text's own similarity fused with the description's (WeiMoCIR)
     multi-description     + several descriptions ensembled, + caption and reference similarity (LDRE, WeiMoCIR)
     propositions          + decomposition into propositions, used as a fusion component (NDCR)
     rerank                + verification of the top candidates by a vision model
@@ -19,13 +20,15 @@ DEFAULT_PRESET = "reflect"
 
 # The no-LLM baselines search with text alone, as in the CIReVL paper's baselines.
 _NO_LLM = {"recompose": False, "decompose": False, "rerank": False, "reflect": False, "n_descriptions": 1,
-           "w_reference": 0.0, "w_propositions": 0.0}
+           "w_modification": 0.0, "w_reference": 0.0, "w_propositions": 0.0}
 
 
 def _presets() -> dict[str, PipelineConfig]:
     full = PipelineConfig(preset="reflect")
     cirevl = full.with_(recompose_prompt="plain", n_descriptions=1, decompose=False, rerank=False, reflect=False,
-                        w_text_image=1.0, w_text_caption=0.0, w_reference=0.0, w_propositions=0.0, preset="cirevl")
+                        w_text_image=1.0, w_text_caption=0.0, w_modification=0.0, w_reference=0.0,
+                        w_propositions=0.0, preset="cirevl")
+    anchored = cirevl.with_(w_modification=full.w_modification, preset="anchored")
     multi = full.with_(decompose=False, rerank=False, reflect=False, w_propositions=0.0, preset="multi-description")
     return {
         "modification-only": full.with_(**_NO_LLM, caption=False, baseline_text="modification",
@@ -34,6 +37,7 @@ def _presets() -> dict[str, PipelineConfig]:
         "caption+modification": full.with_(**_NO_LLM, baseline_text="caption+modification",
                                            preset="caption+modification"),
         "cirevl": cirevl,
+        "anchored": anchored,
         "multi-description": multi,
         "propositions": multi.with_(decompose=True, w_propositions=full.w_propositions, preset="propositions"),
         "rerank": full.with_(reflect=False, preset="rerank"),

@@ -11,6 +11,7 @@ import io
 import os
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
@@ -116,11 +117,16 @@ def _gallery_reference(item_id: str, gallery: GalleryReader, max_pixels: int) ->
 
 
 def build_input(reference: ReferenceSource, text: str, gallery: GalleryReader, *, caption: str | None = None,
-                max_rounds: int = 1, max_pixels: int = DEFAULT_MAX_PIXELS) -> QueryInput:
+                max_rounds: int = 1, max_pixels: int = DEFAULT_MAX_PIXELS,
+                score_ids: Sequence[str] = ()) -> QueryInput:
     """Validated graph input. A caller's caption wins over gallery captions; either one skips captioning."""
     modification = check_text(text)
     ref, gallery_captions = resolve_reference(reference, gallery, max_pixels=max_pixels)
     state: QueryInput = {"modification": modification, "reference": ref, "max_rounds": max_rounds}
+    if score_ids:
+        if isinstance(score_ids, str) or not all(isinstance(x, str) and x for x in score_ids):
+            raise InputError("score_ids", "must be a list of gallery ids (non-empty strings)")
+        state["score_ids"] = list(dict.fromkeys(score_ids))
     if caption is not None:
         state["caption"], state["caption_source"] = check_text(caption, subject="caption"), "given"
     elif gallery_captions:

@@ -63,6 +63,7 @@ class SearchResult:
     degraded: list[dict[str, Any]] = field(default_factory=list)
     config: dict[str, Any] = field(default_factory=dict)
     pending: Review | None = None
+    tail: list[str] = field(default_factory=list)  # the asked-for score_ids outside `hits`, in rank order
 
     @property
     def ids(self) -> list[str]:
@@ -99,7 +100,7 @@ class SearchResult:
             "weights": self.weights, "excluded": self.excluded, "rounds": self.rounds, "stop_reason": self.stop_reason,
             "reflections": self.reflections, "latency_s": self.latency, "usage": self.usage,
             "stages": self.stages, "prompts": self.prompts, "degraded": self.degraded, "config": self.config,
-            "pending": asdict(self.pending) if self.pending else None,
+            "pending": asdict(self.pending) if self.pending else None, "tail": self.tail,
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -119,6 +120,11 @@ class SearchResult:
         verdicts = {h.id: all_verdicts[f"{h.id}|{pkey}"] for h in hits if all_verdicts and f"{h.id}|{pkey}" in
                     all_verdicts}
         ref = state.get("reference") or {}
+        wanted = set(state.get("score_ids") or [])
+        # ranked hits past k come first (in rank order), then the rest of the asked-for items by retrieval score
+        tail = [h["id"] for h in (state.get("hits") or [])[k:] if h["id"] in wanted]
+        extra = state.get("extra_scores") or {}
+        tail += sorted((i for i in extra if i not in tail), key=lambda i: (-extra[i], i))
         return cls(
             hits=hits, modification=state.get("modification", ""),
             reference={"id": ref.get("id"), "hash": ref.get("hash")},
@@ -131,5 +137,5 @@ class SearchResult:
             stop_reason=state.get("stop_reason") or ("paused" if pending else None),
             reflections=list(state.get("reflections") or []), stages=list(state.get("trace") or []),
             prompts=dict(state.get("prompts") or {}), degraded=list(state.get("degraded") or []),
-            config=dict(config or {}), pending=pending,
+            config=dict(config or {}), pending=pending, tail=tail,
         )

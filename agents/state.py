@@ -32,6 +32,7 @@ class QueryInput(TypedDict, total=False):
     caption: str | None
     caption_source: str  # "given" | "gallery" when a caption came with the query
     max_rounds: int
+    score_ids: list[str]  # gallery items to score exactly even outside the ranking (see retrieve.rank)
 
 
 class PipelineState(QueryInput, total=False):
@@ -48,6 +49,7 @@ class PipelineState(QueryInput, total=False):
     hits: list[dict[str, Any]]  # ranked, each with "components", "retrieval_score", "score", "verdict"
     weights: dict[str, float]  # effective fusion weights of the last round
     excluded: list[str]  # gallery ids left out as the reference itself
+    extra_scores: dict[str, float]  # score_ids outside the kept hits -> their fused retrieval score
     round: int  # retrieval rounds done
     # rerank
     verdicts: Annotated[dict[str, dict[str, Any]], merge]  # "<id>|<propositions key>" -> verdict

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -120,21 +120,21 @@ class Retriever:
 
     async def astream(self, reference: ReferenceSource, text: str, *, k: int | None = None,
                       caption: str | None = None, config: PipelineConfig | str | None = None,
-                      thread_id: str | None = None) -> AsyncIterator[tuple[str, Any]]:
+                      thread_id: str | None = None, score_ids: Sequence[str] = ()) -> AsyncIterator[tuple[str, Any]]:
         """Yield (stage, partial update) as each stage finishes, then ("result", SearchResult)."""
         cfg = self._run_config(config, k)
         inputs = build_input(reference, text, self.gallery, caption=caption, max_rounds=cfg.max_rounds,
-                             max_pixels=self.max_image_pixels)
+                             max_pixels=self.max_image_pixels, score_ids=score_ids)
         async for item in self._stream(inputs, cfg, thread_id):
             yield item
 
     async def asearch(self, reference: ReferenceSource, text: str, *, k: int | None = None,
                       caption: str | None = None, config: PipelineConfig | str | None = None,
-                      thread_id: str | None = None) -> SearchResult:
+                      thread_id: str | None = None, score_ids: Sequence[str] = ()) -> SearchResult:
         """Run one query; see `search`."""
         result = None
         async for kind, payload in self.astream(reference, text, k=k, caption=caption, config=config,
-                                                thread_id=thread_id):
+                                                thread_id=thread_id, score_ids=score_ids):
             if kind == "result":
                 result = payload
         return result
@@ -213,14 +213,17 @@ class Retriever:
     # -- sync API --------------------------------------------------------------------------------------------------
 
     def search(self, reference: ReferenceSource, text: str, *, k: int | None = None, caption: str | None = None,
-               config: PipelineConfig | str | None = None, thread_id: str | None = None) -> SearchResult:
+               config: PipelineConfig | str | None = None, thread_id: str | None = None,
+               score_ids: Sequence[str] = ()) -> SearchResult:
         """Rank gallery items for `reference` (path, bytes, PIL image, gallery id or GalleryRef) changed by `text`.
 
         `caption` skips captioning; `config` (a PipelineConfig or preset name) and `k` override the retriever's for
-        this call. Raises InputError for a bad reference or text before any model is called.
+        this call. `score_ids`: gallery items whose place must be known even below the top k (e.g. the candidates
+        of a CIRR image set); those not among the hits come back in `result.tail`, in rank order. Raises
+        InputError for a bad reference or text before any model is called.
         """
         return self._loop.run(self.asearch(reference, text, k=k, caption=caption, config=config,
-                                           thread_id=thread_id))
+                                           thread_id=thread_id, score_ids=score_ids))
 
     def resume(self, thread_id: str, descriptions: str | list[str] | None = None, *,
                config: PipelineConfig | str | None = None) -> SearchResult:

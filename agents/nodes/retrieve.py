@@ -1,5 +1,5 @@
-"""retrieve: rank gallery items by the weighted fusion of description->image, description->caption, reference
-image and proposition similarities (see cirgraph.agents.fusion), the reference itself always excluded.
+"""retrieve: rank gallery items by the weighted fusion of description->image, description->caption, modification
+text, reference and proposition similarities (see cirgraph.agents.fusion), the reference itself always excluded.
 
 The reference is excluded by gallery id, by content hash (galleries keyed by content), and as an exact image
 duplicate (cosine >= DUPLICATE_COSINE to the reference's embedding). Candidates are the union of each component's
@@ -11,6 +11,7 @@ store) and runs in a worker thread, so concurrent queries overlap.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -21,6 +22,7 @@ from cirgraph.agents.fusion import (
     best_caption_scores,
     effective_weights,
     fuse,
+    space_shares,
     mean_direction,
     proposition_scores,
     unit,
@@ -31,6 +33,7 @@ from cirgraph.agents.services import Services
 from cirgraph.agents.state import PipelineState, Reference
 from cirgraph.errors import ConfigError
 
+TEXT_SPACES = ("text_image", "text_caption")
 # An item this close to the reference image is the reference itself (the same picture stored under another id).
 DUPLICATE_COSINE = 0.9995
 
@@ -40,55 +43,102 @@ async def retrieve(state: PipelineState, runtime: Runtime[PipelineConfig], *, se
     """Search with the current descriptions (or the baseline text) and keep the top results with their scores."""
     ctx = runtime.context
     queries = list(state.get("descriptions") or [baseline_query(state, ctx.baseline_text)])
-    hits, weights, excluded = await asyncio.to_thread(
-        rank, services, ctx, queries, list(state.get("propositions") or []), state["reference"]
+    ranked = await asyncio.to_thread(
+        rank, services, ctx, queries, list(state.get("propositions") or []), state["reference"],
+        modification=state.get("modification"), caption=state.get("caption"),
+        score_ids=list(state.get("score_ids") or []),
     )
-    return {"queries": queries, "hits": hits, "weights": weights, "excluded": excluded,
-            "round": state.get("round", 0) + 1}
+    return {"queries": queries, "hits": ranked.hits, "weights": ranked.weights, "excluded": ranked.excluded,
+            "extra_scores": ranked.extra_scores, "round": state.get("round", 0) + 1}
+
+
+@dataclass
+class Ranked:
+    """What one retrieval round found."""
+
+    hits: list[dict]  # ranked hit records: id, uri, captions, metadata, components, retrieval_score, score
+    weights: dict[str, float]  # the effective fusion weights
+    excluded: list[str]  # gallery ids left out as the reference: its id, its content hash, exact image duplicates
+    extra_scores: dict[str, float] = field(default_factory=dict)  # requested ids outside `hits` -> fused score
 
 
 def rank(services: Services, ctx: PipelineConfig, queries: list[str], propositions: list[dict],
-         reference: Reference) -> tuple[list[dict], dict[str, float], list[str]]:
-    """Ranked hit records (id, uri, captions, metadata, components, retrieval_score, score), the weights used, and
-    the gallery items excluded as the reference (its id, its content hash, and exact image duplicates of it)."""
+         reference: Reference, *, modification: str | None = None, caption: str | None = None,
+         score_ids: list[str] = ()) -> Ranked:
+    """Rank the gallery for `queries` (the descriptions, ensembled). `modification` and `caption` feed the
+    modification and (caption-space) reference components. `score_ids` are gallery items to score exactly even
+    when the approximate search does not return them (the CIRR image set, for an exact Recall_subset): those
+    outside the kept hits come back in `extra_scores`; they never enter the hits, so the ranking stays what the
+    search alone finds."""
     gallery = services.gallery
     exclude = sorted({x for x in (reference["id"], reference["hash"]) if x})
     spaces = services.searchable()  # asked once: a store may answer it with a round trip
-    ref_vec = _reference_vector(services, reference) if "text_image" in spaces or gallery.has_images else None
+    ref_space, ref_vec = None, None
+    if "text_image" in spaces or gallery.has_images:
+        ref_space, ref_vec = "text_image", _reference_image_vector(services, reference)
+    elif caption and "text_caption" in spaces and ctx.w_reference > 0:
+        ref_space = "text_caption"  # the caption is embedded with the query texts below
     available = set(spaces)
-    if ref_vec is not None:
+    if ref_space is not None and (ref_vec is not None or ref_space == "text_caption"):
         available.add("reference")
+    if modification and available & {"text_image", "text_caption"}:
+        available.add("modification")
     if propositions and available & {"text_image", "text_caption"}:
         available.add("propositions")
     weights = effective_weights(ctx.weights, available)
     if not weights:
         raise ConfigError(f"gallery {gallery.name!r}: no fusion component is available to search it")
-    vectors = _query_vectors(services, queries, weights)
-    if ref_vec is not None:
-        vectors["reference"] = ref_vec
-    searches = {"text_image": gallery.query_images, "text_caption": gallery.query_captions,
-                "reference": gallery.query_images}
+    shares = space_shares(ctx.weights, available) if "modification" in weights else {}
+    # one embedding call per text space: the descriptions, then the modification, then the reference caption
+    wanted = {space: list(queries) if space in weights else [] for space in TEXT_SPACES}
+    for space in shares:
+        wanted[space].append(modification)
+    if ref_space == "text_caption" and "reference" in weights:
+        wanted["text_caption"].append(caption)
+    vectors, mod_vectors = {}, {}
+    for space, texts in wanted.items():
+        if not texts:
+            continue
+        embedded = unit(_embedder(services, space).embed_texts(texts))
+        if space in weights:
+            vectors[space] = mean_direction(embedded[: len(queries)])
+        if space in shares:
+            mod_vectors[space] = embedded[len(queries) if space in weights else 0]
+        if space == ref_space == "text_caption" and "reference" in weights:
+            ref_vec = embedded[-1]
+    searches = {"text_image": gallery.query_images, "text_caption": gallery.query_captions}
+    plan = [(space, vectors[space]) for space in searches if space in vectors]
+    plan += [(space, vec) for space, vec in mod_vectors.items()]
+    if ref_vec is not None and "reference" in weights:
+        plan.append((ref_space, ref_vec))
     candidates: dict[str, Any] = {}
-    for component, search in searches.items():
-        if component in weights:
-            for hit in search(vectors[component], ctx.pool, exclude_ids=exclude):
-                if hit.id not in exclude:
-                    candidates.setdefault(hit.id, hit)
+    for space, vector in plan:
+        for hit in searches[space](vector, ctx.pool, exclude_ids=exclude):
+            if hit.id not in exclude:
+                candidates.setdefault(hit.id, hit)
     ids = list(candidates)
-    if not ids:
-        return [], weights, []
-    scores, duplicates = _exact_scores(services, ids, vectors, weights, propositions, "text_image" in spaces)
+    extra = [i for i in dict.fromkeys(score_ids) if i not in candidates and i not in exclude]
+    if not ids and not extra:
+        return Ranked([], weights, [])
+    scores, duplicates = _exact_scores(services, ids + extra, vectors, weights, propositions, spaces,
+                                       mod_vectors=mod_vectors, shares=shares, reference=(ref_space, ref_vec))
     fused = fuse(scores, weights)
     # an item without any embedding the weights use scores -inf: it cannot be ranked, so it is left out
     keep = [i for i in range(len(ids)) if np.isfinite(fused[i]) and not duplicates[i]]
     order = sorted(keep, key=lambda i: (-fused[i], ids[i]))
     depth = max(ctx.k, ctx.rerank_depth if ctx.rerank else 0)
     hits = [_record(candidates[ids[i]], fused[i], {c: s[i] for c, s in scores.items()}) for i in order[:depth]]
+    kept = {h["id"] for h in hits}
+    wanted = set(score_ids)
+    extra_scores = {ids[i]: float(fused[i]) for i in order[depth:] if ids[i] in wanted}
+    extra_scores |= {x: float(fused[len(ids) + j]) for j, x in enumerate(extra)
+                     if np.isfinite(fused[len(ids) + j]) and not duplicates[len(ids) + j] and x not in kept}
     present = [x for x in exclude if x == reference["id"]] + sorted(set(gallery.get([reference["hash"]])))
-    return hits, weights, present + [ids[i] for i in range(len(ids)) if duplicates[i]]
+    every = ids + extra
+    return Ranked(hits, weights, present + [every[i] for i in range(len(every)) if duplicates[i]], extra_scores)
 
 
-def _reference_vector(services: Services, reference: Reference) -> np.ndarray | None:
+def _reference_image_vector(services: Services, reference: Reference) -> np.ndarray | None:
     """The reference's image embedding: stored in the gallery when it is an item, else embedded now (and kept for
     the query's later rounds)."""
     keys = [x for x in (reference["id"], reference["hash"]) if x]
@@ -107,35 +157,43 @@ def _reference_vector(services: Services, reference: Reference) -> np.ndarray | 
     return vector
 
 
-def _query_vectors(services: Services, queries: list[str], weights: dict[str, float]) -> dict[str, np.ndarray]:
-    """One ensembled query direction per text space in use."""
-    out = {}
-    if "text_image" in weights:
-        out["text_image"] = mean_direction(services.embedder.embed_texts(queries))
-    if "text_caption" in weights:
-        out["text_caption"] = mean_direction(services.text_embedder.embed_texts(queries))
-    return out
+def _embedder(services: Services, space: str) -> Any:
+    return services.embedder if space == "text_image" else services.text_embedder
 
 
 def _exact_scores(services: Services, ids: list[str], vectors: dict[str, np.ndarray], weights: dict[str, float],
-                  propositions: list[dict], image_space: bool) -> tuple[dict[str, np.ndarray], np.ndarray]:
+                  propositions: list[dict], spaces: list[str], *, mod_vectors: dict[str, np.ndarray],
+                  shares: dict[str, float], reference: tuple[str | None, np.ndarray | None],
+                  ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """component -> (n,) scores of every candidate (NaN where an item lacks the embedding a component needs), and
     which candidates are image duplicates of the reference."""
     gallery, scores = services.gallery, {}
-    need_images = bool({"text_image", "reference"} & set(vectors)) or ("propositions" in weights and image_space)
-    need_captions = "text_caption" in weights or ("propositions" in weights and not image_space)
+    image_space = "text_image" in spaces
+    ref_space, ref_vec = reference
+    use_ref = ref_vec is not None and ("reference" in weights or ref_space == "text_image")
+    need_images = bool({"text_image"} & set(vectors) | {"text_image"} & set(mod_vectors)) or (
+        use_ref and ref_space == "text_image") or ("propositions" in weights and image_space)
+    need_captions = bool({"text_caption"} & (set(vectors) | set(mod_vectors))) or (
+        "reference" in weights and ref_space == "text_caption") or ("propositions" in weights and not image_space)
     images = _image_matrix(gallery.image_embeddings(ids), ids) if need_images and ids else None
     captions = gallery.caption_embeddings(ids) if need_captions and ids else {}
     caption_list = [captions.get(i) for i in ids]
+
+    def similarity(space: str, vector: np.ndarray) -> np.ndarray:
+        return images @ vector if space == "text_image" else best_caption_scores(caption_list, vector)
+
     duplicates = np.zeros(len(ids), dtype=bool)
-    if "reference" in vectors and images is not None:
-        ref_sims = images @ vectors["reference"]
+    if use_ref and ref_space == "text_image" and images is not None:
+        ref_sims = images @ ref_vec
         duplicates = np.nan_to_num(ref_sims, nan=0.0) >= DUPLICATE_COSINE
-    for component in ("text_image", "reference"):
-        if component in weights:
-            scores[component] = images @ vectors[component]
-    if "text_caption" in weights:
-        scores["text_caption"] = best_caption_scores(caption_list, vectors["text_caption"])
+        if "reference" in weights:
+            scores["reference"] = ref_sims
+    elif "reference" in weights and ref_vec is not None:
+        scores["reference"] = similarity(ref_space, ref_vec)
+    for space, vector in vectors.items():
+        scores[space] = similarity(space, vector)
+    if mod_vectors:
+        scores["modification"] = fuse({s: similarity(s, v) for s, v in mod_vectors.items()}, shares)
     if "propositions" in weights:
         texts = [p["text"] for p in propositions]
         if image_space:

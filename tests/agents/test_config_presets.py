@@ -24,7 +24,8 @@ def test_config_is_frozen_and_keyword_only() -> None:
     ({"k": 0}, "k=0"),
     ({"n_descriptions": 9}, "n_descriptions=9"),
     ({"w_reference": -0.1}, "w_reference"),
-    ({"w_text_image": 0, "w_text_caption": 0, "w_reference": 0, "w_propositions": 0}, "at least one fusion weight"),
+    ({"w_text_image": 0, "w_text_caption": 0, "w_modification": 0, "w_reference": 0,
+      "w_propositions": 0}, "at least one fusion weight"),
     ({"stop_threshold": 1.5}, "stop_threshold"),
     ({"rerank": False}, "reflect=True needs rerank"),
     ({"recompose": False, "review": True, "reflect": False}, "review=True needs recompose"),
@@ -43,7 +44,7 @@ def test_with_rejects_unknown_settings() -> None:
 
 
 def test_every_requested_preset_exists_and_names_itself() -> None:
-    assert set(PRESETS) == {"modification-only", "caption-only", "caption+modification", "cirevl",
+    assert set(PRESETS) == {"modification-only", "caption-only", "caption+modification", "cirevl", "anchored",
                             "multi-description", "propositions", "rerank", "reflect"}
     assert all(cfg.preset == name for name, cfg in PRESETS.items())
 
@@ -53,7 +54,7 @@ def test_presets_switch_stages_on_one_at_a_time() -> None:
     on = {name: tuple(s for s in stages if getattr(PRESETS[name], s)) for name in PRESETS}
     assert on["modification-only"] == ()
     assert on["caption-only"] == on["caption+modification"] == ("caption",)
-    assert on["cirevl"] == on["multi-description"] == ("caption", "recompose")
+    assert on["cirevl"] == on["anchored"] == on["multi-description"] == ("caption", "recompose")
     assert on["propositions"] == ("caption", "recompose", "decompose")
     assert on["rerank"] == ("caption", "recompose", "decompose", "rerank")
     assert on["reflect"] == stages
@@ -62,7 +63,15 @@ def test_presets_switch_stages_on_one_at_a_time() -> None:
 def test_cirevl_is_text_to_image_with_one_plain_description() -> None:
     c = PRESETS["cirevl"]
     assert (c.n_descriptions, c.recompose_prompt) == (1, "plain")
-    assert c.weights == {"text_image": 1.0, "text_caption": 0.0, "reference": 0.0, "propositions": 0.0}
+    assert c.weights == {"text_image": 1.0, "text_caption": 0.0, "modification": 0.0, "reference": 0.0,
+                         "propositions": 0.0}
+
+
+def test_anchored_is_cirevl_plus_the_modification_text_and_nothing_else() -> None:
+    cirevl, anchored = PRESETS["cirevl"], PRESETS["anchored"]
+    assert anchored.w_modification > 0
+    assert anchored.with_(w_modification=0.0, preset="cirevl") == cirevl
+    assert all(PRESETS[n].w_modification == 0 for n in ("modification-only", "caption-only", "caption+modification"))
 
 
 def test_preset_lookup_and_overrides() -> None:

@@ -24,6 +24,24 @@ def test_zero_weights_on_every_available_component_fall_back_to_the_text_compone
     assert fusion.effective_weights(cirevl, ["reference"]) == {}
 
 
+def test_the_description_keeps_its_total_weight_when_a_text_space_is_missing() -> None:
+    w = {"text_image": 1.0, "text_caption": 0.5, "modification": 0.75, "reference": 0.25, "propositions": 0.0}
+    both = fusion.effective_weights(w, ["text_image", "text_caption", "modification", "reference"])
+    assert both == pytest.approx({"text_image": 0.4, "text_caption": 0.2, "modification": 0.3, "reference": 0.1})
+    # caption space: text_caption takes text_image's share, so the description is still 60% of the score
+    captions = fusion.effective_weights(w, ["text_caption", "modification", "reference"])
+    assert captions == pytest.approx({"text_caption": 0.6, "modification": 0.3, "reference": 0.1})
+
+
+def test_the_modification_is_scored_in_the_description_spaces_and_needs_one() -> None:
+    w = {"text_image": 1.0, "text_caption": 0.5, "modification": 1.0}
+    assert fusion.space_shares(w, ["text_image", "text_caption"]) == pytest.approx(
+        {"text_image": 2 / 3, "text_caption": 1 / 3})
+    assert fusion.space_shares({"text_image": 1.0, "text_caption": 0.0}, ["text_caption"]) == {"text_caption": 1.0}
+    assert fusion.space_shares(w, ["reference"]) == {}
+    assert fusion.effective_weights(w, ["modification", "reference"]) == {}
+
+
 def test_fuse_is_a_weighted_mean_and_a_missing_component_drops_out_of_that_items_mean() -> None:
     scores = {"text_image": np.array([0.3, 0.2]), "text_caption": np.array([0.6, np.nan])}
     out = fusion.fuse(scores, {"text_image": 0.75, "text_caption": 0.25})

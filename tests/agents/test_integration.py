@@ -95,7 +95,7 @@ def test_full_pipeline_over_http_on_chroma_with_tiny_clip(store, server) -> None
     assert again.caption_source == "gallery" and len(again.hits) == 7  # ... and its stored caption is used
     assert res.degraded == [] and len(res.hits) == 5
     assert res.stages_run == ["caption_reference", "recompose", "decompose", "retrieve", "rerank"]
-    assert set(res.hits[0].components) == {"text_image", "text_caption", "reference", "propositions"}
+    assert set(res.hits[0].components) == {"text_image", "text_caption", "modification", "reference", "propositions"}
     assert all(h.verdict is not None for h in res.hits)
     assert res.usage["calls"] == 3 + 7 and again.usage["calls"] == 2 + 7 and len(server.chat_requests) == 19
     caption_request = next(q for q in server.chat_requests if CAPTION_KEY in q.text)
@@ -145,6 +145,10 @@ def test_caption_only_gallery_end_to_end(store, server) -> None:
     with Retriever.from_settings(_settings(store, server), gallery="names", preset="rerank") as r:
         assert r.services.embedder is None and r.gallery.has_captions and not r.gallery.has_images
         res = r.search("blue-dress.png", "make it red", k=3)
-    assert res.weights == {"text_caption": 0.5 / 0.7, "propositions": 0.2 / 0.7}
+    # no images: the description keeps its whole weight in caption space, the reference is its gallery caption
+    c = r.config
+    w = {"text_caption": c.w_text_image + c.w_text_caption, "modification": c.w_modification,
+         "reference": c.w_reference, "propositions": c.w_propositions}
+    assert res.weights == pytest.approx({k: v / sum(w.values()) for k, v in w.items()})
     assert res.ids[0] == "red-dress.png" and "blue-dress.png" not in res.ids
     assert res.verdicts["red-dress.png"]["mode"] == "caption" and res.degraded == []

@@ -31,7 +31,7 @@ async def test_result_explains_everything(world) -> None:
     res = await r.asearch(world.path("blue-dress"), "make it red", k=3)
     assert res.ids[0] == "red-dress" and len(res.hits) == 3
     top = res.hits[0]
-    assert set(top.components) == {"text_image", "text_caption", "reference", "propositions"}
+    assert set(top.components) == {"text_image", "text_caption", "modification", "reference", "propositions"}
     assert top.verdict == pytest.approx(0.95) and top.uri.endswith("red-dress.png")
     assert res.verdicts["red-dress"]["mode"] == "image"
     assert [a["holds"] for a in res.verdicts["red-dress"]["answers"]] == [0.95, 0.95]
@@ -128,3 +128,21 @@ async def test_reference_exclusion_by_id_hash_and_duplicate(world) -> None:
     assert len(by_id.ids) == len(by_file.ids) == 7
     assert by_file.excluded[-1] == "red-dress"  # found as an exact image duplicate of the file
     assert np.isclose(by_id.hits[0].score, by_file.hits[0].score)
+
+
+async def test_score_ids_below_k_come_back_in_rank_order_after_rerank(world) -> None:
+    """The tail continues the ranking: reranked hits past k first, then the rest by retrieval score."""
+    r = world.retriever("rerank")
+    everything = await r.asearch(world.path("blue-dress"), "make it red", k=20)
+    asked = [h.id for h in everything.hits][1:]
+    res = await r.asearch(world.path("blue-dress"), "make it red", k=1, score_ids=asked[::-1] + ["no-such-item"])
+    assert res.ids == everything.ids[:1]
+    assert res.tail == asked  # the order a deep search has, whatever order they were asked in
+    assert res.to_dict()["explanation"]["tail"] == asked
+
+
+async def test_score_ids_must_be_gallery_id_strings(world) -> None:
+    from cirgraph.errors import InputError
+
+    with pytest.raises(InputError, match="score_ids"):
+        await world.retriever("cirevl").asearch(world.path("blue-dress"), "make it red", score_ids="red-dress")
