@@ -155,9 +155,12 @@ def fashioniq_metrics(
     return scores
 
 
-def score(benchmark: str, queries: Sequence[Query], rankings: Rankings) -> dict[str, float]:
-    """Every metric of `benchmark` for these queries and rankings."""
+def score(benchmark: str, queries: Sequence[Query], rankings: Rankings, *,
+          subset_rankings: Rankings | None = None) -> dict[str, float]:
+    """Every metric of `benchmark` for these queries and rankings (`subset_rankings`: see cirr_metrics)."""
     scorers = {"cirr": cirr_metrics, "circo": circo_metrics, "fashioniq": fashioniq_metrics}
     if benchmark not in scorers:
         raise InputError(f"benchmark {benchmark!r}", f"unknown; choose one of: {', '.join(scorers)}")
+    if benchmark == "cirr":
+        return cirr_metrics(queries, rankings, subset_rankings=subset_rankings)
     return scorers[benchmark](queries, rankings)

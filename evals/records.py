@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from cirgraph.agents.context import PipelineConfig
     from cirgraph.evals.runner import Session
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: QueryResult.subset_tail (exact Recall_subset)
 RECORD_FILE, LOG_FILE = "record.json", "queries.jsonl"
 
 
@@ -49,6 +49,8 @@ class QueryResult(_Record):
     status: Literal["ok", "failed"]
     ranking: list[str] = Field([], description="Gallery names, best first, the reference removed; [] when failed.")
     scores: list[float] = Field([], description="The score of each ranked name.")
+    subset_tail: list[str] = Field([], description="CIRR: image-set members below the kept ranking, in rank order "
+                                                   "(scored exactly), so Recall_subset needs no cut-off.")
     caption: str | None = None
     caption_source: str | None = None
     descriptions: list[str] = []

@@ -44,7 +44,9 @@ def assemble(session: Session, config: PipelineConfig, run_id: str, fp: str, log
     results = [logged[q.id] for q in queries]
     metrics = {}
     if bench.split(spec.split).has_ground_truth and queries:
-        metrics = score(bench.name, queries, {r.id: r.ranking for r in results})
+        # CIRR: the image-set members below the kept ranking follow it, in their exact order (Recall_subset)
+        metrics = score(bench.name, queries, {r.id: r.ranking for r in results},
+                        subset_rankings={r.id: r.ranking + r.subset_tail for r in results})
     usage: dict[str, float] = {}
     for result in results:
         for key, value in result.usage.items():
@@ -79,18 +81,19 @@ def assemble(session: Session, config: PipelineConfig, run_id: str, fp: str, log
 
 
 def _subset_depth_note(queries: list[Any], results: list[QueryResult], depth: int) -> list[str]:
-    """Recall_subset orders the image set within each ranking: when the target and another member both fall below
-    the kept depth, their order is unknown and the query counts as a miss. Say how often that happened."""
+    """Recall_subset orders the image set within each ranking and the members scored exactly below it (the
+    subset tail). A member the search could not score (no embedding, or a record from before the tail existed)
+    leaves the order unknown, and the query counts as a miss. Say how often that happened."""
     unknown = 0
     for query, result in zip(queries, results, strict=True):
-        ranked = set(result.ranking)
+        ranked = set(result.ranking) | set(result.subset_tail)
         if result.status == "ok" and query.target not in ranked and set(query.subset_candidates) - ranked - {
                 query.target}:
             unknown += 1
     if not unknown:
         return []
-    return [f"Recall_subset: in {unknown} of {len(results)} queries the target and other image-set members fall "
-            f"below the top {depth}; they count as misses (a lower bound); raise --depth to rank them"]
+    return [f"Recall_subset: in {unknown} of {len(results)} queries the target and other image-set members are "
+            f"neither in the top {depth} nor scored below it; they count as misses (a lower bound)"]
 
 
 def write_submissions(session: Session, record: RunRecord, folder: Path) -> None:

@@ -152,8 +152,10 @@ async def run_queries(queries: Sequence[Query], search: Search, log: QueryLog, *
 def query_result(query: Query, found: SearchResult, space: Space, seconds: float, notes: list[str]) -> QueryResult:
     """A pipeline result as a record entry: gallery ids become benchmark names."""
     names = {hit.id: space.name_of(hit.id, hit.uri) for hit in found.hits}
+    members = {item: name for name, item in space.item_ids(query.subset_candidates).items()}
     return QueryResult(
         id=query.id, status="ok", ranking=[names[h.id] for h in found.hits],
+        subset_tail=[members[i] for i in found.tail if i in members],
         scores=[round(float(h.score), 5) for h in found.hits], caption=found.caption,
         caption_source=found.caption_source, descriptions=list(found.descriptions),
         description_source=found.description_source, propositions=list(found.propositions),
@@ -172,7 +174,9 @@ def pipeline_search(part: Part, retriever: Any, config: PipelineConfig) -> Searc
         text, notes = query.modification, []
         if not text.strip():  # the evaluation server still expects a ranking for this query
             text, notes = EMPTY_TEXT, [f"empty modification text: searched for {EMPTY_TEXT!r}"]
-        found = await retriever.asearch(reference, text, caption=caption, config=config)
+        # CIRR: the image set is scored exactly, so Recall_subset orders it even below the kept ranking
+        members = list(part.space.item_ids(query.subset_candidates).values()) if query.image_set else []
+        found = await retriever.asearch(reference, text, caption=caption, config=config, score_ids=members)
         return query_result(query, found, part.space, time.perf_counter() - started, notes)
 
     return search

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -50,6 +50,7 @@ class Space:
     missing_references: list[str] = field(default_factory=list)  # query ids
     missing_targets: list[str] = field(default_factory=list)  # query ids
     notes: list[str] = field(default_factory=list)
+    _ids: dict[str, str] | None = field(default=None, repr=False)  # image mode: benchmark name -> gallery id
 
     def reference(self, query: Query) -> tuple[Any, str | None]:
         """What the pipeline gets for the query's reference: (a gallery id or image file, a caption or None)."""
@@ -65,6 +66,15 @@ class Space:
         if path is None:
             raise InputError(f"reference {query.reference!r}", f"no image file under {self.info['images_dir']}")
         return path, caption
+
+    def item_ids(self, names: Sequence[str]) -> dict[str, str]:
+        """Benchmark name -> gallery id, for the names in the gallery (caption space: the names themselves; images:
+        read once from the indexed files' uris)."""
+        if self.mode == "captions":
+            return {n: n for n in names}
+        if self._ids is None:
+            self._ids = {self.name_of(item_id, uri): item_id for item_id, uri, _ in self.gallery.iter_items()}
+        return {n: self._ids[n] for n in names if n in self._ids}
 
     def name_of(self, item_id: str, uri: str | None) -> str:
         """The benchmark name of a gallery hit (caption space: the id itself; images: from the indexed file)."""

@@ -205,3 +205,33 @@ def test_ladder_shares_the_space_and_writes_one_folder_per_preset(tmp_path: Path
     assert [r.usage.get("calls", 0) for r in records] == [0, 5]
     assert records[0].spaces == records[1].spaces  # one gallery, built once for the whole ladder
     assert sorted(p.name for p in (tmp_path / "ladder").iterdir()) == ["caption-only", "cirevl"]
+
+
+def test_recall_subset_is_exact_when_the_image_set_falls_below_the_kept_ranking(tmp_path: Path,
+                                                                                 captions: Path) -> None:
+    # within each image set: one member matches the modification text exactly, the target nearly, the rest less,
+    # so the target is mostly second in its set (sets share members, so not always) and below a cut at depth 1
+    entries = {e["candidate"]: e["captions"] for e in json.loads(captions.read_text())}
+    for query in cirr_queries():
+        others = [m for m in query["img_set"]["members"] if m not in (query["reference"], query["target_hard"])]
+        text = query["caption"].lower()
+        entries[others[0]] = [text]
+        entries[query["target_hard"]] = [f"{text} seen here"]
+        for member in others[1:]:
+            entries[member] = [f"{text} seen from far away at night"]
+    captions.write_text(json.dumps([{"candidate": n, "captions": c} for n, c in entries.items()]))
+    models = Models(text_embedder=HashTextEmbedder())
+    cfg = preset("modification-only")
+    full = evaluate(spec(captions, tmp_path / "full", config=cfg), Settings(), models=models)
+    cut = evaluate(spec(captions, tmp_path / "cut", config=cfg, depth=1), Settings(), models=models)
+    assert full.metrics["Rs@1"] < full.metrics["Rs@2"] == 100.0
+    assert all(len(q.ranking) == 1 for q in cut.queries)
+    by_id = {q.id: q for q in full.queries}
+    for query in cut.queries:
+        members = set(next(m for m in cirr_queries() if str(m["pairid"]) == query.id)["img_set"]["members"])
+        expect = [n for n in by_id[query.id].ranking if n in members and n not in query.ranking]
+        assert query.subset_tail == expect  # every member below the cut, in the order the full ranking has them
+    assert {k: v for k, v in cut.metrics.items() if k.startswith("Rs@")} == \
+        {k: v for k, v in full.metrics.items() if k.startswith("Rs@")}
+    assert cut.metrics["R@5"] == cut.metrics["R@1"] < full.metrics["R@5"]  # R@k counts only what is ranked
+    assert not any("Recall_subset" in n for n in cut.notes)
