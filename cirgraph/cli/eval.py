@@ -59,7 +59,7 @@ _FRESH = typer.Option(False, "--fresh", help="Discard the run folder's finished 
 _JSON = typer.Option(False, "--json", help="Print one JSON object instead of tables.")
 _QUIET = typer.Option(False, "--quiet", "-q", help="No progress output.")
 _PRESET = typer.Option("reflect", "--preset", "-p", help="modification-only, caption-only, caption+modification, "
-                       "cirevl, multi-description, propositions, rerank, reflect.")
+                       "cirevl, anchored, multi-description, propositions, rerank, reflect.")
 _RUN_OUT = typer.Option(None, "--out", "-o", help="Run folder (default: CIRGRAPH_HOME/runs/<run id>); rerunning "
                         "into it skips finished queries.")
 _LADDER_OUT = typer.Option(None, "--out", "-o", help="Folder of the ladder's runs, one sub-folder per preset "

@@ -97,7 +97,8 @@ def search(
     gallery: str = typer.Option("default", "--gallery", "-g", help="The gallery to search."),
     k: int = typer.Option(10, "-k", "--k", min=1, max=1000, help="How many results."),
     preset: str = typer.Option("reflect", "--preset", "-p", help="modification-only, caption-only, "
-                               "caption+modification, cirevl, multi-description, propositions, rerank, reflect."),
+                               "caption+modification, cirevl, anchored, multi-description, propositions, rerank, "
+                               "reflect."),
     caption: Optional[str] = typer.Option(None, "--caption", help="The reference's caption (skips captioning)."),  # noqa: UP045
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object: results and explanation."),
     explain: bool = typer.Option(False, "--explain", help="Also print how the ranking came about."),
