@@ -1,12 +1,17 @@
 """recompose (CIReVL): the LLM writes the target image's description(s) from the caption and the modification.
 
 With n_descriptions > 1 it writes several, from the essential content to full detail, which retrieve ensembles
-(LDRE, ImageScope). Without a caption there is nothing to recompose: the modification text stands in. When the LLM
-fails, caption + modification concatenated stands in, and the result says so.
+(LDRE, ImageScope). Without a caption there is nothing to recompose: the modification text stands in.
+
+A description that cannot stand for the target is dropped: one that repeats the reference caption unchanged (the
+change was not applied; Qwen2.5-0.5B does this for about 4 in 10 CIRR queries) or copies a run of the prompt's own
+instructions. When the LLM fails or nothing is left, caption + modification concatenated stands in, and the
+result says so in `degraded`.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from langgraph.runtime import Runtime
@@ -32,6 +37,30 @@ def clean(texts: list[str], limit: int) -> list[str]:
     return out[:limit]
 
 
+COPY_WORDS = 6  # a run of this many words from the prompt's instructions counts as copying them
+_WORD = re.compile(r"[a-z0-9]+")
+_ARTICLES = frozenset({"a", "an", "the"})
+
+
+def _words(text: str) -> list[str]:
+    return _WORD.findall(text.lower())
+
+
+def _runs(words: list[str], n: int = COPY_WORDS) -> set[tuple[str, ...]]:
+    return {tuple(words[i:i + n]) for i in range(len(words) - n + 1)}
+
+
+def unusable(description: str, *, caption: str, modification: str, prompt: str) -> str | None:
+    """Why `description` cannot stand for the target image, or None when it can."""
+    content = [w for w in _words(description) if w not in _ARTICLES]
+    if content == [w for w in _words(caption) if w not in _ARTICLES]:
+        return "repeats the reference caption unchanged"
+    instructions = _runs(_words(prompt)) - _runs(_words(caption)) - _runs(_words(modification))
+    if _runs(_words(description)) & instructions:
+        return "copies the prompt's instructions"
+    return None
+
+
 @traced("recompose")
 async def recompose(state: PipelineState, runtime: Runtime[PipelineConfig], *, services: Services) -> dict[str, Any]:
     """Describe the target image; a partial update with `descriptions` and where they came from."""
@@ -44,10 +73,19 @@ async def recompose(state: PipelineState, runtime: Runtime[PipelineConfig], *, s
     fallback = baseline_query(state, "caption+modification")
     try:
         out = await services.llm.complete([Message.user(prompt.text)], schema=Recomposition)
-        descriptions = clean(out.descriptions, ctx.n_descriptions)
-        if not descriptions:
+        written = clean(out.descriptions, ctx.n_descriptions)
+        if not written:
             raise ModelError(services.llm.name, "recompose returned only empty descriptions")
     except ModelError as exc:
         return {**update, "descriptions": [fallback], "description_source": "fallback", "edits": [],
                 "degraded": [degraded("recompose", exc, "caption + modification text")]}
-    return {**update, "descriptions": descriptions, "description_source": "recompose", "edits": clean(out.edits, 20)}
+    reasons = {d: unusable(d, caption=state["caption"], modification=state["modification"], prompt=prompt.text)
+               for d in written}
+    descriptions = [d for d in written if reasons[d] is None]
+    dropped = [f"{d[:80]!r} {why}" for d, why in reasons.items() if why]
+    if not descriptions:
+        return {**update, "descriptions": [fallback], "description_source": "fallback", "edits": [],
+                "degraded": [degraded("recompose", "; ".join(dropped), "caption + modification text")]}
+    note = [degraded("recompose", "; ".join(dropped), "the other descriptions")] if dropped else []
+    return {**update, "descriptions": descriptions, "description_source": "recompose", "edits": clean(out.edits, 20),
+            **({"degraded": note} if note else {})}

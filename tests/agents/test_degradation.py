@@ -44,6 +44,39 @@ async def test_recompose_failure_falls_back_to_caption_plus_modification(world) 
     assert res.hits
 
 
+async def test_a_description_that_repeats_the_caption_is_dropped(world) -> None:
+    """'The blue dress on a hanger.' for 'make it red' applied nothing: searching for it finds the reference again."""
+    echo = {"edits": [], "descriptions": ["The blue dress on a hanger."]}
+    llm, vlm = world.models(overrides={RECOMPOSE_KEY: echo})
+    res = await world.retriever("cirevl", models=(llm, vlm)).asearch(world.path("blue-dress"), "make it red")
+    assert res.description_source == "fallback" and res.queries == ["a blue dress on a hanger. make it red"]
+    assert "repeats the reference caption unchanged" in res.degraded[0]["reason"]
+
+
+async def test_descriptions_copying_the_instructions_are_dropped_and_the_others_kept(world) -> None:
+    out = {"edits": [], "descriptions": [
+        "A red dress on a hanger.",
+        "Each following caption adds more of the unchanged details, a red dress.",  # the multi prompt's words
+        "The blue dress on a hanger"]}
+    llm, vlm = world.models(overrides={RECOMPOSE_KEY: out})
+    res = await world.retriever("multi-description", models=(llm, vlm)).asearch(world.path("blue-dress"),
+                                                                                  "make it red")
+    assert res.descriptions == ["A red dress on a hanger."] and res.description_source == "recompose"
+    reason = res.degraded[0]["reason"]
+    assert "copies the prompt's instructions" in reason and "repeats the reference caption" in reason
+    assert res.degraded[0]["fallback"] == "the other descriptions"
+
+
+def test_a_description_that_only_shares_the_captions_words_is_usable() -> None:
+    from cirgraph.agents.nodes.recompose import unusable
+
+    kw = {"caption": "a dog and a cat on a sofa", "modification": "remove the cat",
+          "prompt": 'Caption: "a dog and a cat on a sofa". Change: "remove the cat". Write a caption of the new image.'}
+    assert unusable("a dog on a sofa", **kw) is None  # a removal leaves a subset of the words: that is the change
+    assert unusable("The dog and the cat on a sofa.", **kw) == "repeats the reference caption unchanged"
+    assert unusable("a dog on a sofa. Write a caption of the new image", **kw) == "copies the prompt's instructions"
+
+
 async def test_invalid_structured_output_from_a_real_validation_failure(world) -> None:
     llm, vlm = world.models(overrides={RECOMPOSE_KEY: {"descriptions": []}})  # fails min_length=1
     res = await world.retriever("cirevl", models=(llm, vlm)).asearch(world.path("blue-dress"), "make it red")
