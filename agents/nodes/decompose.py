@@ -1,9 +1,14 @@
 """decompose (NDCR): the LLM splits the target into atomic propositions, each with a polarity (must show / must
 not show) and a yes/no question that rerank uses to verify candidates. On failure: no propositions (rerank then
-checks the whole description as one proposition)."""
+checks the whole description as one proposition).
+
+A proposition lifted from the prompt's own examples ("Is the dress red?" for a query about paper towels, as
+Qwen2.5-0.5B does) is dropped: its text or question appears in the template and names things the query never
+mentions. Dropped propositions are listed in `degraded`."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from langgraph.runtime import Runtime
@@ -25,6 +30,22 @@ def target_text(state: PipelineState) -> str:
     return descriptions[-1] if descriptions else baseline_query(state, "caption+modification")
 
 
+_WORD = re.compile(r"[a-z0-9]+")
+_SMALL = frozenset("a an the is are there in on of image photo it its this that to and or does do".split())
+
+
+def copied_example(text: str, *, prompt: str, inputs: list[str]) -> bool:
+    """True when `text` occurs in the prompt outside the query's own texts (`inputs`: target, caption,
+    modification) and names something none of them mentions: an example copied from the instructions."""
+    words = _WORD.findall(text.lower())
+    fixed = prompt.lower()
+    for given in inputs:
+        fixed = fixed.replace(given.lower(), " ")
+    known = {w for given in inputs for w in _WORD.findall(given.lower())}
+    in_template = " ".join(words) in " ".join(_WORD.findall(fixed))
+    return bool(words) and in_template and any(w not in known and w not in _SMALL for w in words)
+
+
 @traced("decompose")
 async def decompose(state: PipelineState, runtime: Runtime[PipelineConfig], *, services: Services) -> dict[str, Any]:
     """Propositions about the target image, most important first, de-duplicated by question."""
@@ -36,11 +57,17 @@ async def decompose(state: PipelineState, runtime: Runtime[PipelineConfig], *, s
         out = await services.llm.complete([Message.user(prompt.text)], schema=Propositions)
     except ModelError as exc:
         return {**update, "propositions": [], "degraded": [degraded("decompose", exc, "no propositions")]}
+    inputs = [x for x in (target_text(state), state.get("caption"), state["modification"]) if x]
     seen: set[str] = set()
-    props = []
+    props, copied = [], []
     for p in out.propositions:
         key = " ".join(p.question.lower().split())
-        if key not in seen:
+        if any(copied_example(t, prompt=prompt.text, inputs=inputs) for t in (p.text, p.question)):
+            copied.append(p.question)
+        elif key not in seen:
             seen.add(key)
             props.append({"text": p.text, "polarity": p.polarity, "question": p.question})
+    if copied:
+        update["degraded"] = [degraded("decompose", "propositions copied from the prompt's examples: "
+                                       + "; ".join(repr(q) for q in copied), "the other propositions")]
     return {**update, "propositions": props[: ctx.max_propositions]}

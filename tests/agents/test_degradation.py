@@ -174,3 +174,16 @@ async def test_no_vision_model_means_no_caption_and_says_so(world) -> None:
     res = await r.asearch(world.path("blue-dress"), "a red dress")
     assert res.degraded == [{"stage": "caption_reference", "reason": "no vision model was given",
                              "fallback": "no caption: the modification text alone"}]
+
+
+async def test_propositions_copied_from_the_prompts_examples_are_dropped(world) -> None:
+    out = {"propositions": [
+        {"text": "the dress is red", "polarity": "must_show", "question": "Is the dress red?"},
+        {"text": "there is a hat", "polarity": "must_show", "question": "Is there a hat in the image?"},
+        {"text": "there are two dogs", "polarity": "must_show", "question": "Are there two dogs?"}]}
+    llm, vlm = world.models(overrides={DECOMPOSE_KEY: out})
+    res = await world.retriever("propositions", models=(llm, vlm)).asearch(world.path("blue-dress"), "make it red")
+    # "the dress is red" is an example in the prompt too, but this query is about a red dress: it stays
+    assert [p["question"] for p in res.propositions] == ["Is the dress red?"]
+    assert "Is there a hat in the image?" in res.degraded[0]["reason"] and "two dogs" in res.degraded[0]["reason"]
+    assert res.degraded[0]["fallback"] == "the other propositions"

@@ -61,7 +61,9 @@ async def test_checks_run_concurrently(world) -> None:
 
 
 async def test_caption_only_gallery_is_checked_by_the_llm_on_captions(caption_world) -> None:
-    llm, vlm = caption_world.models(good={"red-shirt"}, descriptions=["a red shirt"])
+    shirt = (("the shirt is red", "must_show", "Is the shirt red?"),
+             ("a blue shirt", "must_not_show", "Is the shirt blue?"))
+    llm, vlm = caption_world.models(good={"red-shirt"}, descriptions=["a red shirt"], propositions=shirt)
     res = await caption_world.retriever("rerank", models=(llm, vlm)).asearch("blue-shirt", "make it red", k=3)
     assert res.ids[0] == "red-shirt" and res.verdicts["red-shirt"]["mode"] == "caption"
     assert res.hits[0].verdict == pytest.approx(0.95) and res.hits[1].verdict == pytest.approx(0.05)
