@@ -38,6 +38,8 @@ class PipelineConfig:
     # recompose / decompose
     n_descriptions: int = _f(3, "Target descriptions to write and ensemble at retrieval (LDRE, ImageScope).")
     max_propositions: int = _f(6, "At most this many propositions from decompose.")
+    check_outputs: bool = _f(True, "Drop descriptions that repeat the reference caption unchanged or copy the "
+                                   "prompt's instructions, and propositions copied from the prompt's examples.")
     # retrieval and fusion
     candidate_pool: int = _f(100, "Candidates taken from each component's index before exact rescoring.")
     w_text_image: float = _f(1.0, "Weight of description -> image similarity.")

@@ -62,7 +62,8 @@ async def decompose(state: PipelineState, runtime: Runtime[PipelineConfig], *, s
     props, copied = [], []
     for p in out.propositions:
         key = " ".join(p.question.lower().split())
-        if any(copied_example(t, prompt=prompt.text, inputs=inputs) for t in (p.text, p.question)):
+        if ctx.check_outputs and any(copied_example(t, prompt=prompt.text, inputs=inputs)
+                                     for t in (p.text, p.question)):
             copied.append(p.question)
         elif key not in seen:
             seen.add(key)

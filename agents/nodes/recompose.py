@@ -80,7 +80,7 @@ async def recompose(state: PipelineState, runtime: Runtime[PipelineConfig], *, s
         return {**update, "descriptions": [fallback], "description_source": "fallback", "edits": [],
                 "degraded": [degraded("recompose", exc, "caption + modification text")]}
     reasons = {d: unusable(d, caption=state["caption"], modification=state["modification"], prompt=prompt.text)
-               for d in written}
+               if ctx.check_outputs else None for d in written}
     descriptions = [d for d in written if reasons[d] is None]
     dropped = [f"{d[:80]!r} {why}" for d, why in reasons.items() if why]
     if not descriptions:
