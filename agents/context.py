@@ -35,6 +35,10 @@ class PipelineConfig:
     baseline_text: BaselineText = _f(
         "caption+modification", "What is searched for when recompose is off: the modification, the caption, or both."
     )
+    fallback_text: BaselineText = _f(
+        "caption+modification", "What stands in for the description when recompose fails or all its descriptions "
+                                "are dropped: the modification, the caption, or both."
+    )
     # recompose / decompose
     n_descriptions: int = _f(3, "Target descriptions to write and ensemble at retrieval (LDRE, ImageScope).")
     max_propositions: int = _f(6, "At most this many propositions from decompose.")
@@ -44,8 +48,9 @@ class PipelineConfig:
     candidate_pool: int = _f(100, "Candidates taken from each component's index before exact rescoring.")
     w_text_image: float = _f(1.0, "Weight of description -> image similarity.")
     w_text_caption: float = _f(0.5, "Weight of description -> caption similarity.")
-    w_modification: float = _f(1.0, "Weight of the modification text's own similarity, scored in the description's "
-                                     "spaces: anchors the search to the user's words when the LLM drifts.")
+    w_modification: float = _f(1.5, "Weight of the modification text's own similarity, scored in the description's "
+                                     "spaces: anchors the search to the user's words when the LLM drifts. The "
+                                     "default equals the description's weight (w_text_image + w_text_caption).")
     w_reference: float = _f(0.1, "Weight of the reference's own similarity: its image, or its caption in a "
                                   "caption-only gallery (WeiMoCIR).")
     w_propositions: float = _f(0.2, "Weight of proposition-level similarity (signed by polarity).")
@@ -117,9 +122,10 @@ def _check_ranges(c: PipelineConfig) -> None:
     for name in ("rerank_weight", "stop_threshold"):
         if not 0.0 <= getattr(c, name) <= 1.0:
             raise ConfigError(f"PipelineConfig: {name}={getattr(c, name)!r} is outside 0..1")
-    if c.baseline_text not in ("modification", "caption", "caption+modification"):
-        raise ConfigError(f"PipelineConfig: baseline_text={c.baseline_text!r} is not one of modification, caption, "
-                          "caption+modification")
+    for name in ("baseline_text", "fallback_text"):
+        if getattr(c, name) not in ("modification", "caption", "caption+modification"):
+            raise ConfigError(f"PipelineConfig: {name}={getattr(c, name)!r} is not one of modification, caption, "
+                              "caption+modification")
     _check_prompts(c)
 
 

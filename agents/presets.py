@@ -28,7 +28,8 @@ def _presets() -> dict[str, PipelineConfig]:
     cirevl = full.with_(recompose_prompt="plain", n_descriptions=1, decompose=False, rerank=False, reflect=False,
                         w_text_image=1.0, w_text_caption=0.0, w_modification=0.0, w_reference=0.0,
                         w_propositions=0.0, preset="cirevl")
-    anchored = cirevl.with_(w_modification=full.w_modification, preset="anchored")
+    # the modification weighs as much as the description (chosen on CIRR val queries 61-184, docs/evaluation.md)
+    anchored = cirevl.with_(w_modification=cirevl.w_text_image + cirevl.w_text_caption, preset="anchored")
     multi = full.with_(decompose=False, rerank=False, reflect=False, w_propositions=0.0, preset="multi-description")
     return {
         "modification-only": full.with_(**_NO_LLM, caption=False, baseline_text="modification",

@@ -5,8 +5,8 @@ With n_descriptions > 1 it writes several, from the essential content to full de
 
 A description that cannot stand for the target is dropped: one that repeats the reference caption unchanged (the
 change was not applied; Qwen2.5-0.5B does this for about 4 in 10 CIRR queries) or copies a run of the prompt's own
-instructions. When the LLM fails or nothing is left, caption + modification concatenated stands in, and the
-result says so in `degraded`.
+instructions. When the LLM fails or nothing is left, the configured fallback text (caption + modification by
+default) stands in, and the result says so in `degraded`.
 """
 
 from __future__ import annotations
@@ -37,6 +37,8 @@ def clean(texts: list[str], limit: int) -> list[str]:
     return out[:limit]
 
 
+FALLBACK_NAMES = {"caption+modification": "caption + modification text", "modification": "modification text",
+                  "caption": "caption"}
 COPY_WORDS = 6  # a run of this many words from the prompt's instructions counts as copying them
 _WORD = re.compile(r"[a-z0-9]+")
 _ARTICLES = frozenset({"a", "an", "the"})
@@ -70,7 +72,8 @@ async def recompose(state: PipelineState, runtime: Runtime[PipelineConfig], *, s
     prompt = render("recompose", ctx.recompose_prompt, caption=state["caption"], modification=state["modification"],
                     n=ctx.n_descriptions)
     update: dict[str, Any] = {"prompts": {"recompose": prompt.ref()}}
-    fallback = baseline_query(state, "caption+modification")
+    fallback = baseline_query(state, ctx.fallback_text)
+    instead = FALLBACK_NAMES[ctx.fallback_text]
     try:
         out = await services.llm.complete([Message.user(prompt.text)], schema=Recomposition)
         written = clean(out.descriptions, ctx.n_descriptions)
@@ -78,14 +81,14 @@ async def recompose(state: PipelineState, runtime: Runtime[PipelineConfig], *, s
             raise ModelError(services.llm.name, "recompose returned only empty descriptions")
     except ModelError as exc:
         return {**update, "descriptions": [fallback], "description_source": "fallback", "edits": [],
-                "degraded": [degraded("recompose", exc, "caption + modification text")]}
+                "degraded": [degraded("recompose", exc, instead)]}
     reasons = {d: unusable(d, caption=state["caption"], modification=state["modification"], prompt=prompt.text)
                if ctx.check_outputs else None for d in written}
     descriptions = [d for d in written if reasons[d] is None]
     dropped = [f"{d[:80]!r} {why}" for d, why in reasons.items() if why]
     if not descriptions:
         return {**update, "descriptions": [fallback], "description_source": "fallback", "edits": [],
-                "degraded": [degraded("recompose", "; ".join(dropped), "caption + modification text")]}
+                "degraded": [degraded("recompose", "; ".join(dropped), instead)]}
     note = [degraded("recompose", "; ".join(dropped), "the other descriptions")] if dropped else []
     return {**update, "descriptions": descriptions, "description_source": "recompose", "edits": clean(out.edits, 20),
             **({"degraded": note} if note else {})}

@@ -31,6 +31,7 @@ def test_config_is_frozen_and_keyword_only() -> None:
     ({"recompose": False, "review": True, "reflect": False}, "review=True needs recompose"),
     ({"recompose_prompt": "poetic"}, "recompose_prompt='poetic'"),
     ({"baseline_text": "both"}, "baseline_text"),
+    ({"fallback_text": "nothing"}, "fallback_text"),
 ])
 def test_bad_settings_name_the_setting(changes: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace("[", r"\[")):

@@ -51,6 +51,9 @@ async def test_a_description_that_repeats_the_caption_is_dropped(world) -> None:
     res = await world.retriever("cirevl", models=(llm, vlm)).asearch(world.path("blue-dress"), "make it red")
     assert res.description_source == "fallback" and res.queries == ["a blue dress on a hanger. make it red"]
     assert "repeats the reference caption unchanged" in res.degraded[0]["reason"]
+    anchored = await world.retriever(preset("cirevl", fallback_text="modification"), models=(llm, vlm)).asearch(
+        world.path("blue-dress"), "make it red")
+    assert anchored.queries == ["make it red"] and anchored.degraded[0]["fallback"] == "modification text"
     unchecked = await world.retriever(preset("cirevl", check_outputs=False), models=(llm, vlm)).asearch(
         world.path("blue-dress"), "make it red")
     assert unchecked.descriptions == ["The blue dress on a hanger."] and unchecked.degraded == []
