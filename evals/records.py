@@ -115,6 +115,7 @@ class RunRecord(_Record):
     preset: str | None = None
     config: dict[str, Any] = Field(description="The PipelineConfig as a dict.")
     limit: int | None = None
+    offset: int = Field(0, description="Queries skipped at the start of each part (--offset).")
     metrics: dict[str, float] = {}
     main_value: float | None = None
     counts: dict[str, int] = Field({}, description="queries, ok, failed, degraded, resumed.")

@@ -53,7 +53,10 @@ def assemble(session: Session, config: PipelineConfig, run_id: str, fp: str, log
             usage[key] = round(usage.get(key, 0) + value, 4)
     failed = [r for r in results if r.status == "failed"]
     notes = [n for p in session.parts for n in (*p.data.notes, *p.space.notes)]
-    if spec.limit is not None:
+    if spec.offset:
+        notes.append(f"queries {spec.offset + 1}-{spec.offset + (spec.limit or 10**9)} of each part (offset "
+                     f"{spec.offset})" if spec.limit else f"the queries after the first {spec.offset} of each part")
+    elif spec.limit is not None:
         notes.append(f"limited to the first {spec.limit} queries of each part")
     if bench.name == "cirr" and metrics:
         notes += _subset_depth_note(queries, results, spec.k)
@@ -69,7 +72,7 @@ def assemble(session: Session, config: PipelineConfig, run_id: str, fp: str, log
         models={"llm": describe_model(m.llm), "vlm": describe_model(m.vlm), "embedder": describe_model(m.embedder),
                 "text_embedder": describe_model(m.text_embedder)},
         prompts={stage: ref for r in results for stage, ref in r.prompts.items()}, preset=config.preset,
-        config=config.to_dict(), limit=spec.limit, metrics=metrics, main_value=metrics.get(bench.main_score),
+        config=config.to_dict(), limit=spec.limit, offset=spec.offset, metrics=metrics, main_value=metrics.get(bench.main_score),
         counts={"queries": len(results), "ok": len(results) - len(failed), "failed": len(failed),
                 "degraded": sum(1 for r in results if r.degraded), "ran": ran, "resumed": len(results) - ran},
         timings=_timings(results, wall), usage=usage,
@@ -105,7 +108,7 @@ def write_submissions(session: Session, record: RunRecord, folder: Path) -> None
     split = session.spec.split
     if get_benchmark(record.benchmark).split(split).has_ground_truth or record.benchmark not in ("cirr", "circo"):
         return
-    if record.limit is not None or record.counts.get("failed"):
+    if record.limit is not None or record.offset or record.counts.get("failed"):
         record.submission_error = (f"not written: {record.counts.get('failed', 0)} failed queries, limit "
                                    f"{record.limit}; the server expects a full ranking for every query")
         return

@@ -52,7 +52,7 @@ class Reporter:
 @dataclass(frozen=True)
 class EvalSpec:
     """What to evaluate: a benchmark split, where its data is, the space to search in, and the configuration.
-    `limit` keeps the first N queries of each part (each FashionIQ category); `depth` is how many ranked names
+    `limit` keeps the first N queries of each part (each FashionIQ category), after skipping `offset`; `depth` is how many ranked names
     every query keeps (the pipeline's k; default 50, CIRR 200)."""
 
     benchmark: str
@@ -64,6 +64,7 @@ class EvalSpec:
     categories: tuple[str, ...] = ()
     config: PipelineConfig = field(default_factory=lambda: PipelineConfig(preset="reflect"))
     limit: int | None = None
+    offset: int = 0
     concurrency: int = 4
     depth: int | None = None
     out_dir: Path | None = None
@@ -74,6 +75,8 @@ class EvalSpec:
             raise InputError("concurrency", f"must be at least 1, got {self.concurrency}")
         if self.limit is not None and self.limit < 1:
             raise InputError("limit", f"must be at least 1, got {self.limit}")
+        if self.offset < 0:
+            raise InputError("offset", f"must be at least 0, got {self.offset}")
         if self.depth is not None and not 1 <= self.depth <= 1000:
             raise InputError("depth", f"must be within 1..1000, got {self.depth}")
 
@@ -255,7 +258,12 @@ async def open_session(spec: EvalSpec, settings: Settings, configs: Sequence[Pip
             build_space, settings, data, images_dir=spec.images_dir, captions_file=spec.captions_file,
             embedder=live.embedder, text_embedder=live.text_embedder,
             progress=lambda done, total, d=data: reporter.building(d.category or d.split, done, total))
-        parts.append(Part(data, space, list(data.queries[: spec.limit])))
+        end = None if spec.limit is None else spec.offset + spec.limit
+        queries = list(data.queries[spec.offset:end])
+        if not queries:
+            raise InputError(f"--offset {spec.offset}", f"skips every one of the {len(data.queries)} queries of "
+                             f"{data.benchmark} {data.split}{' ' + data.category if data.category else ''}")
+        parts.append(Part(data, space, queries))
     cache = CallCache(settings.cache_dir / "calls.sqlite")
     cached = {id(m): CachedChatModel(m, cache) for m in (live.llm, live.vlm) if m is not None}  # one per client
     session = Session(spec, settings, parts, replace(live, llm=cached.get(id(live.llm)) if live.llm else None,

@@ -52,6 +52,8 @@ _VARIANT = typer.Option([], "--variant", help="Prompt variant STAGE=VARIANT, e.g
 _SET = typer.Option([], "--set", help="Pipeline setting NAME=VALUE, e.g. n_descriptions=1.")
 _CATEGORY = typer.Option([], "--category", help="FashionIQ categories to run (default: all three).")
 _LIMIT = typer.Option(None, "--limit", min=1, help="Only the first N queries (of each category).")
+_OFFSET = typer.Option(0, "--offset", min=0, help="Skip the first N queries (of each category), e.g. to report on "
+                       "queries other than those a prompt or setting was tuned on.")
 _CONCURRENCY = typer.Option(4, "--concurrency", "-c", min=1, help="Queries in flight at once.")
 _DEPTH = typer.Option(None, "--depth", min=1, max=1000, help="Ranked names kept per query (default 50; CIRR 200, "
                       "so Recall_subset ranks the image set exactly).")
@@ -159,12 +161,13 @@ def _typed(kind: str, value: str, subject: str) -> Any:
 
 def _spec(benchmark: str, split: str, data: Path, images: Path | None, captions: Path | None, queries: Path | None,
           config: PipelineConfig, category: list[str], limit: int | None, concurrency: int, depth: int | None,
-          out: Path | None, fresh: bool) -> EvalSpec:
+          out: Path | None, fresh: bool, offset: int = 0) -> EvalSpec:
     from cirgraph.evals.runner import EvalSpec
 
     return EvalSpec(benchmark=benchmark.lower(), split=split, data_dir=data, images_dir=images,
                     captions_file=captions, query_file=queries, categories=tuple(category), config=config,
-                    limit=limit, concurrency=concurrency, depth=depth, out_dir=out, fresh=fresh)
+                    limit=limit, offset=offset, concurrency=concurrency, depth=depth, out_dir=out,
+                    fresh=fresh)
 
 
 def _print_comparison(records: list[RunRecord], as_json: bool, plot_path: Path | None) -> None:
@@ -214,7 +217,8 @@ def run(
     queries: Optional[Path] = _QUERIES,  # noqa: UP007
     preset_name: str = _PRESET,
     variant: list[str] = _VARIANT, setting: list[str] = _SET, category: list[str] = _CATEGORY,
-    limit: Optional[int] = _LIMIT, concurrency: int = _CONCURRENCY, depth: Optional[int] = _DEPTH,  # noqa: UP007
+    limit: Optional[int] = _LIMIT, offset: int = _OFFSET, concurrency: int = _CONCURRENCY,
+    depth: Optional[int] = _DEPTH,  # noqa: UP007
     out: Optional[Path] = _RUN_OUT, fresh: bool = _FRESH, as_json: bool = _JSON, quiet: bool = _QUIET,  # noqa: UP007
 ) -> None:
     """Run the pipeline on every query of a split; write the record, summaries and (test splits) submissions."""
@@ -223,7 +227,7 @@ def run(
 
     config = parse_config(preset_name, variant, setting)
     spec = _spec(benchmark, split, data, images, captions, queries, config, category, limit, concurrency, depth,
-                 out, fresh)
+                 out, fresh, offset)
     reporter = _Reporter(enabled=not quiet)
     try:
         record = evaluate(spec, Settings(), reporter=reporter)
@@ -239,7 +243,8 @@ def ladder(
     queries: Optional[Path] = _QUERIES,  # noqa: UP007
     presets: Optional[str] = _PRESETS,  # noqa: UP007
     variant: list[str] = _VARIANT, setting: list[str] = _SET, category: list[str] = _CATEGORY,
-    limit: Optional[int] = _LIMIT, concurrency: int = _CONCURRENCY, depth: Optional[int] = _DEPTH,  # noqa: UP007
+    limit: Optional[int] = _LIMIT, offset: int = _OFFSET, concurrency: int = _CONCURRENCY,
+    depth: Optional[int] = _DEPTH,  # noqa: UP007
     out: Optional[Path] = _LADDER_OUT, fresh: bool = _FRESH, as_json: bool = _JSON, quiet: bool = _QUIET,  # noqa: UP007
 ) -> None:
     """Run the ablation presets one after another with shared caches, then print the comparison table."""
@@ -250,7 +255,7 @@ def ladder(
     chosen = [p.strip() for p in presets.split(",") if p.strip()] if presets else names()
     configs = [parse_config(name, variant, setting) for name in chosen]
     spec = _spec(benchmark, split, data, images, captions, queries, configs[0], category, limit, concurrency, depth,
-                 out, fresh)
+                 out, fresh, offset)
     settings = Settings()
     reporter = _Reporter(enabled=not quiet)
     try:

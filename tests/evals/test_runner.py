@@ -235,3 +235,20 @@ def test_recall_subset_is_exact_when_the_image_set_falls_below_the_kept_ranking(
         {k: v for k, v in full.metrics.items() if k.startswith("Rs@")}
     assert cut.metrics["R@5"] == cut.metrics["R@1"] < full.metrics["R@5"]  # R@k counts only what is ranked
     assert not any("Recall_subset" in n for n in cut.notes)
+
+
+def test_offset_and_limit_pick_a_slice_of_the_queries(tmp_path: Path, captions: Path) -> None:
+    from cirgraph.errors import InputError
+
+    models = Models(text_embedder=HashTextEmbedder())
+    every = [str(q["pairid"]) for q in cirr_queries()]
+    record = evaluate(spec(captions, tmp_path / "slice", config=preset("modification-only"), offset=2, limit=2),
+                      Settings(), models=models)
+    assert [q.id for q in record.queries] == every[2:4] and record.offset == 2
+    assert "queries 3-4 of each part (offset 2)" in record.notes
+    rest = evaluate(spec(captions, tmp_path / "rest", config=preset("modification-only"), offset=3),
+                    Settings(), models=models)
+    assert [q.id for q in rest.queries] == every[3:]
+    with pytest.raises(InputError, match="--offset 5"):
+        evaluate(spec(captions, tmp_path / "none", config=preset("modification-only"), offset=5), Settings(),
+                 models=models)
