@@ -52,8 +52,8 @@ class Reporter:
 @dataclass(frozen=True)
 class EvalSpec:
     """What to evaluate: a benchmark split, where its data is, the space to search in, and the configuration.
-    `limit` keeps the first N queries of each part (each FashionIQ category), after skipping `offset`; `depth` is how many ranked names
-    every query keeps (the pipeline's k; default 50, CIRR 200)."""
+    `limit` keeps the first N queries of each part (each FashionIQ category) after skipping `offset`; `depth` is how
+    many ranked names every query keeps (the pipeline's k; default 50, CIRR 200)."""
 
     benchmark: str
     split: str
