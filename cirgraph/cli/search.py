@@ -50,13 +50,15 @@ def _table(result: SearchResult) -> Any:
     from rich.table import Table
 
     table = Table(title=f"{len(result.hits)} results", title_justify="left")
-    for col in ("#", "id", "score", "image", "caption", "ref", "props", "verdict", "uri"):
-        table.add_column(col, justify="right" if col not in ("id", "uri") else "left", overflow="fold")
+    for col in ("#", "id", "score", "image", "caption", "mod", "ref", "props", "verdict", "uri"):
+        table.add_column(col, justify="right" if col not in ("id", "uri") else "left", overflow="fold",
+                         no_wrap=col == "id")  # an id must stay copyable; the other columns give way
     fmt = lambda v: "" if v is None else f"{v:.3f}"  # noqa: E731
     for h in result.hits:
         c = h.components
         table.add_row(str(h.rank), h.id, fmt(h.score), fmt(c.get("text_image")), fmt(c.get("text_caption")),
-                      fmt(c.get("reference")), fmt(c.get("propositions")), fmt(h.verdict), h.uri or "")
+                      fmt(c.get("modification")), fmt(c.get("reference")), fmt(c.get("propositions")),
+                      fmt(h.verdict), h.uri or "")
     return table
 
 
