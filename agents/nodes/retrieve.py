@@ -22,9 +22,9 @@ from cirgraph.agents.fusion import (
     best_caption_scores,
     effective_weights,
     fuse,
-    space_shares,
     mean_direction,
     proposition_scores,
+    space_shares,
     unit,
 )
 from cirgraph.agents.nodes._trace import traced
@@ -129,8 +129,8 @@ def rank(services: Services, ctx: PipelineConfig, queries: list[str], propositio
     depth = max(ctx.k, ctx.rerank_depth if ctx.rerank else 0)
     hits = [_record(candidates[ids[i]], fused[i], {c: s[i] for c, s in scores.items()}) for i in order[:depth]]
     kept = {h["id"] for h in hits}
-    wanted = set(score_ids)
-    extra_scores = {ids[i]: float(fused[i]) for i in order[depth:] if ids[i] in wanted}
+    asked = set(score_ids)
+    extra_scores = {ids[i]: float(fused[i]) for i in order[depth:] if ids[i] in asked}
     extra_scores |= {x: float(fused[len(ids) + j]) for j, x in enumerate(extra)
                      if np.isfinite(fused[len(ids) + j]) and not duplicates[len(ids) + j] and x not in kept}
     present = [x for x in exclude if x == reference["id"]] + sorted(set(gallery.get([reference["hash"]])))
