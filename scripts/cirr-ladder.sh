@@ -3,8 +3,9 @@
 # gallery images represented by their MLLM captions, caption embeddings from all-MiniLM-L6-v2, and the LLM
 # Qwen2.5-Coder-0.5B-Instruct behind llama.cpp's OpenAI-compatible server on 127.0.0.1.
 #
-#   bash scripts/cirr-ladder.sh            # the no-LLM presets on all queries, then every preset on the first
-#                                          # LLM_LIMIT=60 (the LLM presets take 10-60 s a query on one CPU thread)
+#   bash scripts/cirr-ladder.sh            # the no-LLM presets on all queries, the presets up to propositions on
+#                                          # the first LLM_LIMIT=60, and every preset on the first DEEP_LIMIT=30
+#                                          # (the LLM presets take 10 s to several minutes a query on one thread)
 #   LLM_LIMIT=2107 bash scripts/cirr-ladder.sh
 #
 # A rerun resumes finished queries; with FRESH=1 it recomputes every ranking, its model calls served from the cache.
@@ -36,9 +37,14 @@ nollm=modification-only,caption-only,caption+modification
 cirgraph eval ladder "${common[@]}" --presets "$nollm" -c 2 --out "$out/all"
 # The LLM presets on a prefix, with the no-LLM presets repeated on it so that every row compares the same queries.
 # llama.cpp's server answers one request at a time: more concurrency only queues.
-cirgraph eval ladder "${common[@]}" --presets "$nollm,cirevl,anchored,multi-description,propositions,rerank,reflect" \
+cirgraph eval ladder "${common[@]}" --presets "$nollm,cirevl,anchored,multi-description,propositions" \
   -c 1 --limit "${LLM_LIMIT:-60}" --out "$out/llm"
+# rerank and reflect add checks per candidate (and a second round): a shorter prefix, every rung repeated on it.
+cirgraph eval ladder "${common[@]}" --presets "$nollm,cirevl,anchored,multi-description,propositions,rerank,reflect" \
+  -c 1 --limit "${DEEP_LIMIT:-30}" --out "$out/deep"
 echo "== all $(python -c "import json; print(len(json.load(open('$data/cap.rc2.val.dev.json'))))") queries"
 cirgraph eval compare "$out"/all/*/ --plot "$out/all/compare.png"
 echo "== the first ${LLM_LIMIT:-60} queries"
 cirgraph eval compare "$out"/llm/*/ --plot "$out/llm/compare.png"
+echo "== the first ${DEEP_LIMIT:-30} queries"
+cirgraph eval compare "$out"/deep/*/ --plot "$out/deep/compare.png"
