@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from cirgraph.errors import InputError
+from cirgraph.errors import InputError, ModelOutputError
 from cirgraph.tools.images import image_fingerprint
 from cirgraph.tools.messages import Message
 from cirgraph.tools.protocols import ChatModel
@@ -26,6 +26,9 @@ from cirgraph.tools.structured import json_schema
 from cirgraph.tools.usage import CallRecord, record
 
 CHAT_NAMESPACE = "chat"
+# Requests whose answer was invalid after every retry, at temperature 0: asking again gets the same answer (a small
+# model that rambles to the token cap does so every time), so a rerun is told at once instead of re-asking.
+FAILED_NAMESPACE = "chat-invalid"
 
 
 class CallCache:
@@ -142,7 +145,19 @@ class CachedChatModel:
             record(CallRecord(model=self.name, kind="chat", latency_s=time.perf_counter() - started, attempts=0,
                               mode="cache", cached=True))
             return hit
-        result = await self.inner.complete(messages, schema=schema, temperature=temperature, max_tokens=max_tokens)
+        failed = self.cache.get_json(FAILED_NAMESPACE, key) if temperature == 0 else None
+        if failed is not None:
+            record(CallRecord(model=self.name, kind="chat", latency_s=time.perf_counter() - started, attempts=0,
+                              mode="cache", cached=True, ok=False, error="ModelOutputError"))
+            raise ModelOutputError(self.name, f"{failed['reason']} (remembered: this request failed the same way "
+                                              "before; clear the cache's chat-invalid entries to ask again)")
+        try:
+            result = await self.inner.complete(messages, schema=schema, temperature=temperature,
+                                               max_tokens=max_tokens)
+        except ModelOutputError as exc:
+            if temperature == 0:
+                self.cache.put_json(FAILED_NAMESPACE, key, {"reason": exc.reason})
+            raise
         value = result.model_dump_json() if isinstance(result, BaseModel) else str(result)
         self.cache.put(key, value)
         return result

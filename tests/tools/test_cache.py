@@ -140,6 +140,26 @@ async def test_failures_are_not_cached(cache):
         await inner.aclose()
 
 
+async def test_invalid_output_at_temperature_0_is_remembered_and_not_asked_again(cache):
+    from cirgraph.errors import ModelOutputError
+
+    with FakeOpenAIServer({"Describe": {"caption": "a red dress"}}) as server:
+        inner = OpenAIChatModel("fake-model", base_url=server.base_url, api_key="k", max_retries=1)
+        model = CachedChatModel(inner, cache)
+        server.inject(Fault(kind="truncated"))  # a reply cut off at the token cap
+        with pytest.raises(ModelOutputError):
+            await model.complete(ask(), schema=Caption)
+        asked = len(server.chat_requests)
+        with collect_calls() as log, pytest.raises(ModelOutputError, match="remembered"):
+            await model.complete(ask(), schema=Caption)
+        assert len(server.chat_requests) == asked  # not asked again
+        assert log.summary()["cached_calls"] == 1 and log.summary()["failed_calls"] == 1
+        # sampling at a temperature could answer differently: that request is asked
+        assert await model.complete(ask(), schema=Caption, temperature=0.7) == Caption(caption="a red dress")
+        assert len(server.chat_requests) == asked + 1
+        await inner.aclose()
+
+
 async def test_key_covers_text_images_schema_and_sampling(cache):
     inner = ScriptedChatModel(default={"caption": "x"}, name="scripted")
     model = CachedChatModel(inner, cache)
