@@ -177,6 +177,14 @@ def test_image_mode_indexes_the_split_gallery_and_maps_hits_to_names(tmp_path: P
         assert len(result.ranking) == 59  # the whole gallery but the reference
     again = evaluate(run, Settings(), models=Models(embedder=embedder))
     assert again.spaces[0]["reused"] is True and again.counts["resumed"] == 5
+    # the image set below a shallow cut is scored through the gallery's ids and recorded by benchmark name
+    cut = evaluate(EvalSpec("cirr", "val", CIRR, images_dir=images, config=preset("modification-only"), depth=2,
+                            out_dir=tmp_path / "cut"), Settings(), models=Models(embedder=embedder))
+    for query, result in zip(cirr_queries(), cut.queries, strict=True):
+        members = set(query["img_set"]["members"]) - {query["reference"]}
+        assert set(result.subset_tail) == members - set(result.ranking)
+    assert {k: v for k, v in cut.metrics.items() if k.startswith("Rs@")} == \
+        {k: v for k, v in record.metrics.items() if k.startswith("Rs@")}
     # with a captions file too: the gallery gets the captions, and each reference its caption (no vision call)
     captions = write_captions(tmp_path / "c.json", CIRR, "split.rc2.val.json")
     both = evaluate(EvalSpec("cirr", "val", CIRR, images_dir=images, captions_file=captions, config=preset("cirevl"),
