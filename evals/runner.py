@@ -152,10 +152,12 @@ async def run_queries(queries: Sequence[Query], search: Search, log: QueryLog, *
     return ran
 
 
-def query_result(query: Query, found: SearchResult, space: Space, seconds: float, notes: list[str]) -> QueryResult:
-    """A pipeline result as a record entry: gallery ids become benchmark names."""
+def query_result(query: Query, found: SearchResult, space: Space, seconds: float, notes: list[str],
+                 members: dict[str, str] | None = None) -> QueryResult:
+    """A pipeline result as a record entry: gallery ids become benchmark names (`members`: the image set's
+    benchmark name -> gallery id, for the subset tail)."""
     names = {hit.id: space.name_of(hit.id, hit.uri) for hit in found.hits}
-    members = {item: name for name, item in space.item_ids(query.subset_candidates).items()}
+    members = {item: name for name, item in (members or {}).items()}
     return QueryResult(
         id=query.id, status="ok", ranking=[names[h.id] for h in found.hits],
         subset_tail=[members[i] for i in found.tail if i in members],
@@ -178,9 +180,10 @@ def pipeline_search(part: Part, retriever: Any, config: PipelineConfig) -> Searc
         if not text.strip():  # the evaluation server still expects a ranking for this query
             text, notes = EMPTY_TEXT, [f"empty modification text: searched for {EMPTY_TEXT!r}"]
         # CIRR: the image set is scored exactly, so Recall_subset orders it even below the kept ranking
-        members = list(part.space.item_ids(query.subset_candidates).values()) if query.image_set else []
-        found = await retriever.asearch(reference, text, caption=caption, config=config, score_ids=members)
-        return query_result(query, found, part.space, time.perf_counter() - started, notes)
+        members = part.space.item_ids(query.subset_candidates) if query.image_set else {}
+        found = await retriever.asearch(reference, text, caption=caption, config=config,
+                                        score_ids=list(members.values()))
+        return query_result(query, found, part.space, time.perf_counter() - started, notes, members)
 
     return search
 

@@ -8,13 +8,13 @@ mentions. Dropped propositions are listed in `degraded`."""
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from langgraph.runtime import Runtime
 
 from cirgraph.agents.context import PipelineConfig
 from cirgraph.agents.nodes._trace import degraded, traced
+from cirgraph.agents.nodes.recompose import words
 from cirgraph.agents.query import baseline_query
 from cirgraph.agents.schemas import Propositions
 from cirgraph.agents.services import Services
@@ -30,20 +30,19 @@ def target_text(state: PipelineState) -> str:
     return descriptions[-1] if descriptions else baseline_query(state, "caption+modification")
 
 
-_WORD = re.compile(r"[a-z0-9]+")
 _SMALL = frozenset("a an the is are there in on of image photo it its this that to and or does do".split())
 
 
 def copied_example(text: str, *, prompt: str, inputs: list[str]) -> bool:
     """True when `text` occurs in the prompt outside the query's own texts (`inputs`: target, caption,
     modification) and names something none of them mentions: an example copied from the instructions."""
-    words = _WORD.findall(text.lower())
+    said = words(text)
     fixed = prompt.lower()
     for given in inputs:
         fixed = fixed.replace(given.lower(), " ")
-    known = {w for given in inputs for w in _WORD.findall(given.lower())}
-    in_template = " ".join(words) in " ".join(_WORD.findall(fixed))
-    return bool(words) and in_template and any(w not in known and w not in _SMALL for w in words)
+    known = {w for given in inputs for w in words(given)}
+    in_template = " ".join(said) in " ".join(words(fixed))
+    return bool(said) and in_template and any(w not in known and w not in _SMALL for w in said)
 
 
 @traced("decompose")

@@ -44,21 +44,22 @@ _WORD = re.compile(r"[a-z0-9]+")
 _ARTICLES = frozenset({"a", "an", "the"})
 
 
-def _words(text: str) -> list[str]:
+def words(text: str) -> list[str]:
+    """Lower-case words (letters and digits) of `text`: how the output checks compare texts."""
     return _WORD.findall(text.lower())
 
 
-def _runs(words: list[str], n: int = COPY_WORDS) -> set[tuple[str, ...]]:
-    return {tuple(words[i:i + n]) for i in range(len(words) - n + 1)}
+def _runs(tokens: list[str], n: int = COPY_WORDS) -> set[tuple[str, ...]]:
+    return {tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1)}
 
 
 def unusable(description: str, *, caption: str, modification: str, prompt: str) -> str | None:
     """Why `description` cannot stand for the target image, or None when it can."""
-    content = [w for w in _words(description) if w not in _ARTICLES]
-    if content == [w for w in _words(caption) if w not in _ARTICLES]:
+    content = [w for w in words(description) if w not in _ARTICLES]
+    if content == [w for w in words(caption) if w not in _ARTICLES]:
         return "repeats the reference caption unchanged"
-    instructions = _runs(_words(prompt)) - _runs(_words(caption)) - _runs(_words(modification))
-    if _runs(_words(description)) & instructions:
+    instructions = _runs(words(prompt)) - _runs(words(caption)) - _runs(words(modification))
+    if _runs(words(description)) & instructions:
         return "copies the prompt's instructions"
     return None
 

@@ -79,11 +79,11 @@ def rank(services: Services, ctx: PipelineConfig, queries: list[str], propositio
     elif caption and "text_caption" in spaces and ctx.w_reference > 0:
         ref_space = "text_caption"  # the caption is embedded with the query texts below
     available = set(spaces)
-    if ref_space is not None and (ref_vec is not None or ref_space == "text_caption"):
+    if ref_vec is not None or ref_space == "text_caption":
         available.add("reference")
-    if modification and available & {"text_image", "text_caption"}:
+    if modification and available & set(TEXT_SPACES):
         available.add("modification")
-    if propositions and available & {"text_image", "text_caption"}:
+    if propositions and available & set(TEXT_SPACES):
         available.add("propositions")
     weights = effective_weights(ctx.weights, available)
     if not weights:
@@ -128,14 +128,12 @@ def rank(services: Services, ctx: PipelineConfig, queries: list[str], propositio
     order = sorted(keep, key=lambda i: (-fused[i], ids[i]))
     depth = max(ctx.k, ctx.rerank_depth if ctx.rerank else 0)
     hits = [_record(candidates[ids[i]], fused[i], {c: s[i] for c, s in scores.items()}) for i in order[:depth]]
-    kept = {h["id"] for h in hits}
-    asked = set(score_ids)
-    extra_scores = {ids[i]: float(fused[i]) for i in order[depth:] if ids[i] in asked}
-    extra_scores |= {x: float(fused[len(ids) + j]) for j, x in enumerate(extra)
-                     if np.isfinite(fused[len(ids) + j]) and not duplicates[len(ids) + j] and x not in kept}
+    # the asked-for items that can be ranked but were not kept: candidates below the depth, and the extra ones
+    every, kept, asked = ids + extra, {h["id"] for h in hits}, set(score_ids)
+    extra_scores = {x: float(fused[i]) for i, x in enumerate(every)
+                    if x in asked and x not in kept and np.isfinite(fused[i]) and not duplicates[i]}
     present = [x for x in exclude if x == reference["id"]] + sorted(set(gallery.get([reference["hash"]])))
-    every = ids + extra
-    return Ranked(hits, weights, present + [every[i] for i in range(len(every)) if duplicates[i]], extra_scores)
+    return Ranked(hits, weights, present + [x for i, x in enumerate(every) if duplicates[i]], extra_scores)
 
 
 def _reference_image_vector(services: Services, reference: Reference) -> np.ndarray | None:
@@ -171,9 +169,9 @@ def _exact_scores(services: Services, ids: list[str], vectors: dict[str, np.ndar
     image_space = "text_image" in spaces
     ref_space, ref_vec = reference
     use_ref = ref_vec is not None and ("reference" in weights or ref_space == "text_image")
-    need_images = bool({"text_image"} & set(vectors) | {"text_image"} & set(mod_vectors)) or (
+    need_images = "text_image" in vectors or "text_image" in mod_vectors or (
         use_ref and ref_space == "text_image") or ("propositions" in weights and image_space)
-    need_captions = bool({"text_caption"} & (set(vectors) | set(mod_vectors))) or (
+    need_captions = "text_caption" in vectors or "text_caption" in mod_vectors or (
         "reference" in weights and ref_space == "text_caption") or ("propositions" in weights and not image_space)
     images = _image_matrix(gallery.image_embeddings(ids), ids) if need_images and ids else None
     captions = gallery.caption_embeddings(ids) if need_captions and ids else {}
