@@ -34,6 +34,7 @@ from fastapi.staticfiles import StaticFiles
 
 from cirgraph.agents.query import GalleryRef
 from cirgraph.chat.limits import BodyLimit
+from cirgraph.chat.redact import public, redact_text
 from cirgraph.chat.schemas import ErrorOut, GalleryOut, NewThread, SearchOut, ThreadOut, TurnOut, UndoOut
 from cirgraph.chat.sources import check_format, gallery_reference, upload_reference
 from cirgraph.chat.store import ThreadNotFound
@@ -73,7 +74,8 @@ def reference_url(gallery: str, reference: dict[str, Any]) -> str:
 
 
 def turn_out(record: dict[str, Any], gallery: str) -> dict[str, Any]:
-    """A turn record with the URLs the web chat shows."""
+    """A turn record as a client sees it: no server paths, and the URLs the web chat shows."""
+    record = public(record)
     hits = [h | {"thumbnail": image_url(gallery, h["id"])} for h in record["hits"]]
     reference = record["reference"] | {"url": reference_url(gallery, record["reference"])}
     return record | {"hits": hits, "reference": reference}
@@ -106,7 +108,7 @@ def create_app(conversations: Conversations, *, max_upload_bytes: int | None = N
 
     @app.exception_handler(CirgraphError)
     async def _sdk_error(request: Any, exc: CirgraphError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=status_of(exc))
+        return JSONResponse({"detail": redact_text(str(exc))}, status_code=status_of(exc))
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Any, exc: RequestValidationError) -> JSONResponse:
@@ -163,7 +165,7 @@ def create_app(conversations: Conversations, *, max_upload_bytes: int | None = N
             reference, label = await read_image(image)
             check_format(reference, label)
         result = await retriever.asearch(reference, text, k=k)
-        out = result.to_dict()
+        out = public(result.to_dict())
         return {"gallery": name, "results": [h | {"thumbnail": image_url(name, h["id"])} for h in out["results"]],
                 "explanation": out["explanation"]}
 
@@ -195,7 +197,7 @@ def create_app(conversations: Conversations, *, max_upload_bytes: int | None = N
             raise InputError("reference", "give one of an image file, ref_id and image_url")
         reference = None
         if image_url is not None:
-            reference = await asyncio.to_thread(conversations.reference, image_url, gallery)
+            reference = await asyncio.to_thread(conversations.remote_reference, image_url, gallery)
         elif present(image):
             data, label = await read_image(image)
             reference = await asyncio.to_thread(
@@ -245,7 +247,7 @@ async def _ndjson(first: tuple[str, Any], events: Any, gallery: str) -> Any:
     def line(event: tuple[str, Any]) -> bytes:
         kind, payload = event
         if kind == "stage":
-            body = {"event": "stage", "stage": payload[0], "summary": stage_summary(*payload)}
+            body = {"event": "stage", "stage": payload[0], "summary": redact_text(stage_summary(*payload))}
         else:
             body = {"event": "turn", "turn": turn_out(payload, gallery)}
         return (json.dumps(body, ensure_ascii=False) + "\n").encode()
@@ -255,7 +257,8 @@ async def _ndjson(first: tuple[str, Any], events: Any, gallery: str) -> Any:
         async for event in events:
             yield line(event)
     except CirgraphError as exc:
-        yield (json.dumps({"event": "error", "status": status_of(exc), "detail": str(exc)}) + "\n").encode()
+        body = {"event": "error", "status": status_of(exc), "detail": redact_text(str(exc))}
+        yield (json.dumps(body) + "\n").encode()
 
 
 def _version() -> str:

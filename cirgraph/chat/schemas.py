@@ -25,7 +25,7 @@ class HitOut(_Out):
     rank: int
     id: str = Field(description="The gallery item id.")
     score: float = Field(description="The score that orders the results.")
-    uri: str | None = Field(None, description="Where the gallery stores the image.")
+    name: str | None = Field(None, description="The image's file name (the server's paths are never shown).")
     verdict: float | None = Field(None, description="The verifier's score, for verified candidates.")
     components: dict[str, float | None] = Field(default_factory=dict, description="Fused similarity components.")
     captions: list[str] = Field(default_factory=list)

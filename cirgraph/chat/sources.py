@@ -1,8 +1,10 @@
 """A user's reference image -> the plain record a conversation keeps: a gallery item, or a validated upload.
 
-Accepted: a gallery id (`GalleryRef`, or a string naming an item), a file path, image bytes, a PIL image, and an
-http(s) URL only when remote fetching is enabled. Every image is decoded once here, under a byte and a pixel cap,
-before it is stored; a URL is never fetched unless the caller opted in.
+Accepted from a local caller (SDK, terminal chat): a gallery id (`GalleryRef`, or a string naming an item), a file
+path, image bytes, a PIL image, and an http(s) URL only when remote fetching is enabled. A remote caller (the HTTP
+API) gets `upload_reference`, `gallery_reference` and `remote_reference` only: never a path on the server's disk.
+Every image is decoded once here, under a byte and a pixel cap, before it is stored; a URL is never fetched unless
+the caller opted in.
 """
 
 from __future__ import annotations
@@ -96,6 +98,23 @@ def _is_url(value: str) -> bool:
     return value.lower().startswith(("http://", "https://"))
 
 
+def remote_reference(url: str, store: ChatStore, *, max_pixels: int = DEFAULT_MAX_PIXELS,
+                     max_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, allow_remote: bool = False) -> dict[str, Any]:
+    """The reference for an http(s) `url` given by a remote client: never a path on this machine.
+
+    Anything but an http(s) URL is refused before any file system call, with one answer for every such value, so
+    a client can neither read the server's files nor learn whether a path exists.
+    """
+    if not isinstance(url, str) or not _is_url(url.strip()):
+        raise InputError("image_url", "only an http(s) URL is accepted here; send a local image as a file upload")
+    url = url.strip()
+    if not allow_remote:
+        raise InputError("image_url", "remote images are not fetched unless enabled "
+                                      "(`cirgraph ui --allow-remote-images`)")
+    data = fetch_remote(url, max_bytes=max_bytes)
+    return upload_reference(data, store, name=url.rsplit("/", 1)[-1], max_pixels=max_pixels, max_bytes=max_bytes)
+
+
 def to_reference(image: Any, store: ChatStore, gallery: GalleryReader, *, max_pixels: int = DEFAULT_MAX_PIXELS,
                  max_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, allow_remote: bool = False) -> dict[str, Any]:
     """The reference record for `image`; InputError/ImageError naming the input when it cannot be used."""
@@ -113,9 +132,7 @@ def to_reference(image: Any, store: ChatStore, gallery: GalleryReader, *, max_pi
         if not allow_remote:
             raise InputError(f"image {image[:80]!r}", "remote images are not fetched unless enabled "
                                                      "(allow_remote=True, or `cirgraph ui --allow-remote-images`)")
-        data = fetch_remote(image, max_bytes=max_bytes)
-        return upload_reference(data, store, name=image.rsplit("/", 1)[-1], max_pixels=max_pixels,
-                                max_bytes=max_bytes)
+        return remote_reference(image, store, max_pixels=max_pixels, max_bytes=max_bytes, allow_remote=True)
     if isinstance(image, (str, os.PathLike)):
         path = Path(image)
         try:

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from cirgraph.chat.graph import TurnSettings, build_chat_graph
-from cirgraph.chat.sources import DEFAULT_MAX_UPLOAD_BYTES, to_reference
+from cirgraph.chat.sources import DEFAULT_MAX_UPLOAD_BYTES, remote_reference, to_reference
 from cirgraph.chat.store import ThreadNotFound, check_thread_id
 from cirgraph.chat.turns import plan_turn
 from cirgraph.errors import InputError
@@ -116,6 +116,12 @@ class Conversations:
         retriever = self.retriever(gallery)
         return to_reference(image, self.store, retriever.gallery, max_pixels=retriever.max_image_pixels,
                             max_bytes=self.max_upload_bytes, allow_remote=self.allow_remote)
+
+    def remote_reference(self, url: str, gallery: str) -> dict[str, Any]:
+        """An http(s) image URL sent by a remote client as a thread's reference; never a local path."""
+        retriever = self.retriever(gallery)
+        return remote_reference(url, self.store, max_pixels=retriever.max_image_pixels,
+                                max_bytes=self.max_upload_bytes, allow_remote=self.allow_remote)
 
     async def stream(self, thread_id: str, text: str = "", *, image: Any = None,
                      reference: dict[str, Any] | None = None, pick: int | None = None, k: int | None = None,

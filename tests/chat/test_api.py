@@ -173,3 +173,54 @@ def test_openapi_schema_and_the_page(client: TestClient) -> None:
     assert "default-src 'self'" in page.headers["content-security-policy"]
     assert client.get("/static/app.js").status_code == 200
     assert client.get("/api/galleries").json() == [{"name": "toy", "count": 8, "default": True}]
+
+
+@pytest.mark.parametrize("allow_remote", [False, True])
+def test_image_url_never_reads_the_servers_disk(world, store: ChatStore, allow_remote: bool) -> None:
+    """A path, existing or not, image or not, gets one and the same refusal: no file is read, none is revealed."""
+    secret = world.images.parent / "secret.png"
+    secret.write_bytes(world.image("red-dress").read_bytes())
+    conv = Conversations(store, world.retriever, max_upload_bytes=LIMIT, allow_remote=allow_remote)
+    with TestClient(create_app(conv)) as client:
+        thread = client.post("/api/threads").json()["thread_id"]
+        answers = set()
+        for value in (str(secret), str(world.images.parent / "missing.png"), "/etc/hostname", "/etc",
+                      f"file://{secret}", "secret.png", "../secret.png", "~/secret.png", "red-dress",
+                      "ftp://127.0.0.1/a.png", "C:\\secret.png", "\x00"):
+            res = client.post(f"/api/threads/{thread}/turns", data={"text": "make it red", "image_url": value})
+            answers.add((res.status_code, error(res, 400)))
+        assert answers == {(400, "image_url: only an http(s) URL is accepted here; send a local image as a file "
+                                 "upload")}
+        assert client.get(f"/api/threads/{thread}").json()["turns"] == []
+    assert not any(store.uploads_dir.glob("*")) if store.uploads_dir.exists() else True
+
+
+def test_answers_carry_no_server_paths(client: TestClient, thread: str, world) -> None:
+    root = str(world.images.parent)
+    turn = client.post(f"/api/threads/{thread}/turns", data={"text": "make it red"},
+                       files=upload(world.image("blue-dress")))
+    streamed = client.post(f"/api/threads/{thread}/turns", params={"stream": "true"}, data={"text": "in blue"})
+    search = client.post("/api/search", data={"text": "make it red", "ref_id": "blue-dress"})
+    state = client.get(f"/api/threads/{thread}")
+    for res in (turn, streamed, search, state):
+        assert res.status_code == 200, res.text
+        assert root not in res.text and "/tmp" not in res.text and '"uri"' not in res.text
+    hit = turn.json()["hits"][0]
+    assert hit["id"] == "red-dress" and hit["name"] == "red-dress.png"
+    assert search.json()["results"][0]["name"] == "red-dress.png"
+    schema = client.get("/openapi.json").json()["components"]["schemas"]["HitOut"]["properties"]
+    assert "name" in schema and "uri" not in schema
+
+
+def test_error_answers_carry_no_server_paths(world, store: ChatStore, monkeypatch) -> None:
+    from cirgraph.errors import GalleryError
+
+    where = str(world.images.parent / "store" / "chroma.sqlite3")
+
+    async def broken(*args, **kwargs):
+        raise GalleryError(f"gallery toy: cannot read {where}: database is locked")
+
+    monkeypatch.setattr(world.retriever, "asearch", broken)
+    with TestClient(create_app(Conversations(store, world.retriever))) as client:
+        detail = error(client.post("/api/search", data={"text": "x", "ref_id": "blue-dress"}), 503)
+    assert detail.endswith("cannot read …/chroma.sqlite3: database is locked") and str(world.images) not in detail
