@@ -9,6 +9,9 @@
     propositions          + decomposition into propositions, used as a fusion component (NDCR)
     rerank                + verification of the top candidates by a vision model
     reflect               + revision and re-search while the best candidates fail (the full pipeline)
+    small-model           anchored, with the prompts and output formats of a <= 1B local LLM: worked examples as
+                          chat turns, one plain sentence out, 48 tokens at most (one call a query)
+    small-model+rerank    + the top candidates checked by one yes/no question each, scored as P(yes)
 """
 
 from __future__ import annotations
@@ -17,6 +20,9 @@ from cirgraph.agents.context import PipelineConfig
 from cirgraph.errors import InputError
 
 DEFAULT_PRESET = "reflect"
+# Fusion of the small-model preset: the description's total weight is 1.0 (cirevl's text weights)
+SMALL_WEIGHTS = {"w_modification": 1.0, "w_reference": 0.0}
+SMALL_RERANK = {"depth": 10, "weight": 0.5}
 
 # The no-LLM baselines search with text alone, as in the CIReVL paper's baselines.
 _NO_LLM = {"recompose": False, "decompose": False, "rerank": False, "reflect": False, "n_descriptions": 1,
@@ -31,6 +37,13 @@ def _presets() -> dict[str, PipelineConfig]:
     # the modification weighs as much as the description (chosen on CIRR val queries 61-184, docs/evaluation.md)
     anchored = cirevl.with_(w_modification=cirevl.w_text_image + cirevl.w_text_caption, preset="anchored")
     multi = full.with_(decompose=False, rerank=False, reflect=False, w_propositions=0.0, preset="multi-description")
+    # small-model: the prompts, output formats and fusion for a <= 1B local LLM (docs/evaluation.md, "Small models")
+    small = anchored.with_(recompose_prompt="small", caption_prompt="small", fallback_text="modification",
+                           w_modification=SMALL_WEIGHTS["w_modification"], w_reference=SMALL_WEIGHTS["w_reference"],
+                           preset="small-model")
+    small_rerank = small.with_(rerank=True, rerank_prompt="small", rerank_depth=SMALL_RERANK["depth"],
+                               rerank_weight=SMALL_RERANK["weight"], rerank_with_reference=False,
+                               preset="small-model+rerank")
     return {
         "modification-only": full.with_(**_NO_LLM, caption=False, baseline_text="modification",
                                         preset="modification-only"),
@@ -43,6 +56,8 @@ def _presets() -> dict[str, PipelineConfig]:
         "propositions": multi.with_(decompose=True, w_propositions=full.w_propositions, preset="propositions"),
         "rerank": full.with_(reflect=False, preset="rerank"),
         "reflect": full,
+        "small-model": small,
+        "small-model+rerank": small_rerank,
     }
 
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-_USAGE_KEYS = ("calls", "cached_calls", "failed_calls", "prompt_tokens", "completion_tokens", "model_seconds")
+_USAGE_KEYS = ("calls", "cached_calls", "failed_calls", "prompt_tokens", "completion_tokens", "model_seconds",
+               "cost_calls", "cost_tokens", "cost_seconds")
 
 
 @dataclass(slots=True)
@@ -79,6 +80,7 @@ class SearchResult:
         """Model calls, tokens and model seconds summed over every stage."""
         totals = {key: sum(s.get(key, 0) for s in self.stages) for key in _USAGE_KEYS}
         totals["model_seconds"] = round(totals["model_seconds"], 4)
+        totals["cost_seconds"] = round(totals["cost_seconds"], 4)
         return totals
 
     @property

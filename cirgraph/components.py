@@ -57,6 +57,12 @@ class LazyChatModel:
         model = self._model or await asyncio.to_thread(self._get)
         return await model.complete(messages, **kwargs)
 
+    async def classify(self, messages: Sequence[Message], options: Sequence[str]) -> Any:
+        from cirgraph.tools.choices import classify
+
+        model = self._model or await asyncio.to_thread(self._get)
+        return await classify(model, messages, options)
+
 
 def build_components(settings: Settings, *, gallery: str, config: PipelineConfig) -> dict[str, Any]:
     """Keyword arguments for Retriever(...): gallery, embedders, llm, vlm and a persistent caption cache."""

@@ -20,7 +20,8 @@ if TYPE_CHECKING:
     from cirgraph.agents.context import PipelineConfig
     from cirgraph.evals.runner import Session
 
-COST_COLUMNS = ("calls/q", "cached/q", "tokens/q", "s/q")
+# model s/q: the model seconds a query costs, cached answers counted at their original cost (tools.cache)
+COST_COLUMNS = ("calls/q", "cached/q", "tokens/q", "s/q", "model s/q")
 _SHOWN_FAILURES = 20
 
 
@@ -136,7 +137,8 @@ def summary_row(record: RunRecord) -> dict[str, Any]:
     cached = record.per_query("cached_calls")
     tokens = record.per_query("prompt_tokens") + record.per_query("completion_tokens")
     row.update(dict(zip(COST_COLUMNS, (round(record.per_query("calls"), 2), round(cached, 2), round(tokens, 1),
-                                       round(record.per_query("seconds"), 3)), strict=True)))
+                                       round(record.per_query("seconds"), 3),
+                                       round(record.per_query("cost_seconds"), 3)), strict=True)))
     return row
 
 
@@ -163,7 +165,8 @@ def markdown(record: RunRecord) -> str:
     lines += [f"Queries: {row['queries']} ({row['failed']} failed, {record.counts.get('degraded', 0)} degraded, "
               f"{record.counts.get('resumed', 0)} resumed from an earlier run).",
               f"Per query: {row['calls/q']} model calls, {row['cached/q']} cached, {row['tokens/q']} tokens, "
-              f"{row['s/q']} s. Wall time of this invocation: {record.timings.get('wall_s', 0)} s.", ""]
+              f"{row['s/q']} s; the model's time {row['model s/q']} s a query, cached answers at their original "
+              f"cost. Wall time of this invocation: {record.timings.get('wall_s', 0)} s.", ""]
     models = {k: f"{m.name} ({m.kind}{', ' + m.endpoint if m.endpoint else ''})" for k, m in record.models.items() if m}
     lines += [f"- {k}: {v}" for k, v in models.items()]
     lines += [f"- prompt {s}: {p['template']} ({p['sha']})" for s, p in sorted(record.prompts.items())]

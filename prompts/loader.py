@@ -3,6 +3,12 @@
 Templates render with StrictUndefined, so a variable the caller forgot fails loudly instead of rendering as empty
 text. Every render reports the template's name and the hash of its source, so results can say which prompt text
 produced them (a prompt edit changes the hash; cache keys and evaluation records follow).
+
+A template is one user message, or a conversation: lines `### system`, `### user` and `### assistant` open turns,
+so worked examples reach a small model as real chat turns (its chat template formats them as it was trained to).
+A template declares what its reply is with top-level `{% set %}` lines, read back as `Rendered.meta`:
+`output` ("json", the default: a schema-validated object; "sentence": one plain-text sentence; "yes_no": one word,
+scored by its log-probability where the server gives it) and `max_tokens` (the reply cap).
 """
 
 from __future__ import annotations
@@ -21,19 +27,35 @@ if TYPE_CHECKING:
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_\-]*$")
 _PACKAGE = "cirgraph.prompts"
+_TURN = re.compile(r"^### (system|user|assistant)[ \t]*$", re.M)
+OUTPUTS = ("json", "sentence", "yes_no")
 
 
 @dataclass(frozen=True, slots=True)
 class Rendered:
-    """A rendered prompt: its text, the template's `stage/variant` name and the sha256 (12 hex) of its source."""
+    """A rendered prompt: its text, the template's `stage/variant` name and the sha256 (12 hex) of its source, its
+    chat turns ((role, text) pairs; one user turn for a plain template) and what the template declares of its
+    reply (`output`, `max_tokens`)."""
 
     text: str
     name: str
     sha: str
+    turns: tuple[tuple[str, str], ...] = ()
+    output: str = "json"
+    max_tokens: int | None = None
 
     def ref(self) -> dict[str, str]:
         """How results and traces cite the prompt."""
         return {"template": self.name, "sha": self.sha}
+
+    def messages(self, *images: Any) -> list[Any]:
+        """The turns as chat messages; `images` join the last user turn, after its text."""
+        from cirgraph.tools.messages import Message
+
+        turns = self.turns or (("user", self.text),)
+        last_user = max(i for i, (role, _) in enumerate(turns) if role == "user")
+        return [Message(role, (text, *images) if i == last_user else (text,))  # type: ignore[arg-type]
+                for i, (role, text) in enumerate(turns)]
 
 
 def _templates_root() -> Any:
@@ -94,8 +116,28 @@ def render(stage: str, variant: str, /, **variables: Any) -> Rendered:
     import jinja2
 
     template, sha = _compiled(stage, variant)
+    name = f"{stage}/{variant}"
     try:
-        text = template.render(**variables)
+        module = template.make_module(variables)
     except jinja2.UndefinedError as exc:
-        raise InputError(f"prompt {stage}/{variant}", f"missing template variable ({exc.message})") from None
-    return Rendered(text=text.strip(), name=f"{stage}/{variant}", sha=sha)
+        raise InputError(f"prompt {name}", f"missing template variable ({exc.message})") from None
+    text = str(module).strip()
+    output = getattr(module, "output", "json")
+    max_tokens = getattr(module, "max_tokens", None)
+    if output not in OUTPUTS or not (max_tokens is None or isinstance(max_tokens, int) and max_tokens > 0):
+        raise InputError(f"prompt {name}", f"declares output={output!r}, max_tokens={max_tokens!r} (output is one of "
+                                           f"{', '.join(OUTPUTS)}; max_tokens a positive integer)")
+    return Rendered(text=text, name=name, sha=sha, turns=_turns(name, text), output=output, max_tokens=max_tokens)
+
+
+def _turns(name: str, text: str) -> tuple[tuple[str, str], ...]:
+    """(role, text) per `### role` section; the whole text as one user turn when there is none."""
+    parts = _TURN.split(text)
+    if len(parts) == 1:
+        return (("user", text),)
+    if parts[0].strip():
+        raise InputError(f"prompt {name}", "text before the first '### role' line")
+    turns = tuple((role, body.strip()) for role, body in zip(parts[1::2], parts[2::2], strict=True))
+    if any(not body for _, body in turns) or turns[-1][0] != "user":
+        raise InputError(f"prompt {name}", "every turn needs text, and the last turn must be the user's")
+    return turns

@@ -1,8 +1,10 @@
 """A disk cache for model calls: a SQLite file, and a ChatModel wrapper that answers repeated requests from it.
 
 Evaluation runs and prompt iterations send the same requests again and again; caching them makes reruns free and
-deterministic. Only successful answers are stored. Each write is one SQLite transaction, so a killed run leaves
-either the whole entry or none; WAL mode lets readers run beside the writer.
+deterministic. Only successful answers are stored, each with what the original call cost (tokens, seconds), so a
+rerun served from the cache still reports the model cost of its answers. Each write is one SQLite transaction, so
+a killed run leaves either the whole entry or none; WAL mode lets readers run beside the writer. Keys carry
+CACHE_VERSION: a change to what an entry means gets a new version, and old entries are never misread.
 """
 
 from __future__ import annotations
@@ -23,9 +25,12 @@ from cirgraph.tools.images import image_fingerprint
 from cirgraph.tools.messages import Message
 from cirgraph.tools.protocols import ChatModel
 from cirgraph.tools.structured import json_schema
-from cirgraph.tools.usage import CallRecord, record
+from cirgraph.tools.choices import Choice
+from cirgraph.tools.usage import CallRecord, collect_calls, record
 
 CHAT_NAMESPACE = "chat"
+# 2: entries are {"reply", "cost"} envelopes; keys name the kind of call (complete / classify).
+CACHE_VERSION = 2
 # Requests whose answer was invalid after every retry, at temperature 0: asking again gets the same answer (a small
 # model that rambles to the token cap does so every time), so a rerun is told at once instead of re-asking.
 FAILED_NAMESPACE = "chat-invalid"
@@ -111,16 +116,18 @@ def hash_key(payload: Any) -> str:
 
 def chat_key(
     model_name: str, messages: Sequence[Message], schema: type[BaseModel] | None, temperature: float,
-    max_tokens: int | None,
+    max_tokens: int | None, *, options: Sequence[str] = (),
 ) -> str:
-    """The cache key of one chat request: model, every text part, image fingerprints, schema and sampling."""
+    """The cache key of one chat request: model, every text part, image fingerprints, schema, sampling, and for a
+    closed question (classify) its options."""
     turns = [
         [m.role, [["text", p] if isinstance(p, str) else ["image", image_fingerprint(p)] for p in m.parts]]
         for m in messages
     ]
     schema_part = None if schema is None else [schema.__name__, json_schema(schema)]
-    return hash_key({"model": model_name, "messages": turns, "schema": schema_part,
-                     "temperature": float(temperature), "max_tokens": max_tokens})
+    return hash_key({"v": CACHE_VERSION, "model": model_name, "messages": turns, "schema": schema_part,
+                     "temperature": float(temperature), "max_tokens": max_tokens,
+                     **({"classify": list(options)} if options else {})})
 
 
 class CachedChatModel:
@@ -138,35 +145,60 @@ class CachedChatModel:
         self, messages: Sequence[Message], *, schema: type[BaseModel] | None = None, temperature: float = 0.0,
         max_tokens: int | None = None,
     ) -> Any:
-        started = time.perf_counter()
         key = chat_key(self.name, messages, schema, temperature, max_tokens)
-        hit = self._lookup(key, schema)
-        if hit is not None:
-            record(CallRecord(model=self.name, kind="chat", latency_s=time.perf_counter() - started, attempts=0,
-                              mode="cache", cached=True))
-            return hit
-        failed = self.cache.get_json(FAILED_NAMESPACE, key) if temperature == 0 else None
+
+        async def ask() -> str:
+            result = await self.inner.complete(messages, schema=schema, temperature=temperature,
+                                               max_tokens=max_tokens)
+            return result.model_dump_json() if isinstance(result, BaseModel) else str(result)
+
+        def read(raw: str) -> Any:
+            return raw if schema is None else schema.model_validate_json(raw)
+
+        return await self._cached(key, ask, read, remember_failure=temperature == 0)
+
+    async def classify(self, messages: Sequence[Message], options: Sequence[str]) -> Choice:
+        """A closed question (cirgraph.tools.choices), answered from the cache when it was asked before."""
+        from cirgraph.tools.choices import classify
+
+        key = chat_key(self.name, messages, None, 0.0, 1, options=options)
+
+        async def ask() -> str:
+            return json.dumps((await classify(self.inner, messages, options)).to_dict())
+
+        return await self._cached(key, ask, lambda raw: Choice.from_dict(json.loads(raw)), remember_failure=True)
+
+    async def _cached(self, key: str, ask: Any, read: Any, *, remember_failure: bool) -> Any:
+        """The answer stored under `key` (its original cost recorded as a cached call), else `ask()`'s, stored
+        with what it cost. A deterministic request whose output was invalid is remembered and not asked again."""
+        started = time.perf_counter()
+        entry = self.cache.get_json(CHAT_NAMESPACE, key)
+        if entry is not None:
+            try:
+                value = read(entry["reply"])
+            except (ValidationError, KeyError, TypeError, ValueError):  # validators changed since: a miss
+                value = None
+            if value is not None:
+                cost = entry.get("cost") or {}
+                record(CallRecord(model=self.name, kind="chat", latency_s=time.perf_counter() - started, attempts=0,
+                                  mode="cache", cached=True, prompt_tokens=cost.get("prompt_tokens", 0),
+                                  completion_tokens=cost.get("completion_tokens", 0),
+                                  cost_s=cost.get("seconds", 0.0)))
+                return value
+        failed = self.cache.get_json(FAILED_NAMESPACE, key) if remember_failure else None
         if failed is not None:
             record(CallRecord(model=self.name, kind="chat", latency_s=time.perf_counter() - started, attempts=0,
                               mode="cache", cached=True, ok=False, error="ModelOutputError"))
             raise ModelOutputError(self.name, f"{failed['reason']} (remembered: this request failed the same way "
                                               "before; clear the cache's chat-invalid entries to ask again)")
-        try:
-            result = await self.inner.complete(messages, schema=schema, temperature=temperature,
-                                               max_tokens=max_tokens)
-        except ModelOutputError as exc:
-            if temperature == 0:
-                self.cache.put_json(FAILED_NAMESPACE, key, {"reason": exc.reason})
-            raise
-        value = result.model_dump_json() if isinstance(result, BaseModel) else str(result)
-        self.cache.put(key, value)
-        return result
-
-    def _lookup(self, key: str, schema: type[BaseModel] | None) -> Any | None:
-        raw = self.cache.get(key)
-        if raw is None or schema is None:
-            return raw
-        try:
-            return schema.model_validate_json(raw)
-        except ValidationError:  # the schema's validators changed since the entry was written: a miss
-            return None
+        with collect_calls() as calls:
+            try:
+                raw = await ask()
+            except ModelOutputError as exc:
+                if remember_failure:
+                    self.cache.put_json(FAILED_NAMESPACE, key, {"reason": exc.reason})
+                raise
+        cost = {"prompt_tokens": calls.prompt_tokens, "completion_tokens": calls.completion_tokens,
+                "seconds": round(sum(r.latency_s for r in calls.records if not r.cached), 4)}
+        self.cache.put_json(CHAT_NAMESPACE, key, {"reply": raw, "cost": cost})
+        return read(raw)

@@ -21,6 +21,7 @@ from tenacity import (AsyncRetrying, RetryCallState, retry_if_exception, stop_af
                       wait_random)
 
 from cirgraph.errors import ConfigError, InputError, ModelError, ModelOutputError
+from cirgraph.tools.choices import Choice, choice_from_logprobs, choice_from_text
 from cirgraph.tools.image_urls import DataUrls
 from cirgraph.tools.messages import Message
 from cirgraph.tools.structured import json_schema, parse_json_reply, schema_instructions, validation_summary
@@ -34,6 +35,9 @@ _MODES = ("json_schema", "json_object", "instructions")
 # Words a server's 400/422 uses when it does not support the response_format we sent (llama.cpp, vLLM, FastAPI).
 _FORMAT_WORDS = ("response_format", "json_schema", "json_object", "schema", "guided", "structured", "grammar",
                  "not supported", "unsupported")
+
+
+TOP_LOGPROBS = 10  # alternatives per reply token that classify reads (vLLM's default cap is 20, OpenAI's 20)
 
 
 class _FormatRejected(Exception):
@@ -96,6 +100,7 @@ class OpenAIChatModel:
         self._where = base_url or "the OpenAI API"
         self._backoff = wait_exponential(multiplier=retry_wait[0], max=retry_wait[1]) + wait_random(0, retry_wait[0])
         self._modes = list(_MODES) if structured_mode == "auto" else [structured_mode]
+        self._logprobs = True  # until the server refuses them
         self._lock = threading.Lock()
         # A client and a semaphore per event loop: both are bound to the loop they were first used on.
         self._per_loop: weakref.WeakKeyDictionary[Any, tuple[AsyncOpenAI, asyncio.Semaphore]]
@@ -150,6 +155,24 @@ class OpenAIChatModel:
             record(tally)
         return result
 
+    async def classify(self, messages: Sequence[Message], options: Sequence[str]) -> Choice:
+        """Answer a closed question with one token; each option's probability comes from that token's
+        log-probabilities (cirgraph.tools.choices), or from the sampled text where the server gives none."""
+        if not messages or len(options) < 2:
+            raise InputError("classify", "needs messages and at least two options")
+        started = time.perf_counter()
+        tally = CallRecord(self.name, "chat", latency_s=0.0, attempts=0, mode="logprobs")
+        try:
+            wire = await self._to_wire(messages)
+            result = await self._retrying(wire, None, "text", 0.0, 1, tally, options=tuple(options))
+        except BaseException as exc:
+            tally.ok, tally.error = False, str(exc) or type(exc).__name__
+            raise
+        finally:
+            tally.latency_s = time.perf_counter() - started
+            record(tally)
+        return result
+
     async def _to_wire(self, messages: Sequence[Message]) -> list[dict]:
         """Our messages in the chat completions format; images become downscaled base64 data URLs (each image
         encoded once: a query sends its reference with every rerank check)."""
@@ -189,10 +212,12 @@ class OpenAIChatModel:
 
     async def _retrying(
         self, wire: list[dict], schema: type[BaseModel] | None, mode: str, temperature: float,
-        max_tokens: int | None, tally: CallRecord,
+        max_tokens: int | None, tally: CallRecord, options: tuple[str, ...] = (),
     ) -> Any:
         """One request with retries; the last failure becomes a ModelError naming the server's answer."""
         request = self._request_args(wire, schema, mode, temperature, max_tokens)
+        if options and self._logprobs:
+            request |= {"logprobs": True, "top_logprobs": TOP_LOGPROBS}
         feedback: list[dict] = []  # after invalid output: the bad reply and what was wrong with it
         retrying = AsyncRetrying(stop=stop_after_attempt(self.max_retries), wait=self._wait,
                                  retry=retry_if_exception(_retryable), reraise=True)
@@ -200,7 +225,7 @@ class OpenAIChatModel:
             async for attempt in retrying:
                 with attempt:
                     tally.attempts += 1
-                    result = await self._attempt(request, feedback, schema, tally)
+                    result = await self._attempt(request, feedback, schema, tally, options)
         except _FormatRejected:
             raise
         except Exception as exc:
@@ -229,6 +254,7 @@ class OpenAIChatModel:
 
     async def _attempt(
         self, request: dict[str, Any], feedback: list[dict], schema: type[BaseModel] | None, tally: CallRecord,
+        options: tuple[str, ...] = (),
     ) -> Any:
         import openai
 
@@ -240,6 +266,11 @@ class OpenAIChatModel:
                 # and its model of the reply, which cost more CPU than the rest of the call (see bench_pipeline).
                 data = await client.post("/chat/completions", body=body, cast_to=object)
             except (openai.BadRequestError, openai.UnprocessableEntityError) as exc:
+                if "logprobs" in body and "logprob" in exc.response.text.lower():
+                    # a server without log-probabilities: ask for the sampled answer, now and from now on
+                    self._logprobs = False
+                    del request["logprobs"], request["top_logprobs"]
+                    raise ModelOutputError(self.name, "the server does not return log-probabilities") from exc
                 if "response_format" in body and any(w in exc.response.text.lower() for w in _FORMAT_WORDS):
                     raise _FormatRejected(f"HTTP {exc.status_code}: {exc.response.text[:300]}") from exc
                 raise
@@ -252,6 +283,8 @@ class OpenAIChatModel:
                 raise
             except ValueError as exc:  # the body was not JSON (the SDK lets json errors through)
                 raise ModelOutputError(self.name, f"the response body is not valid JSON ({exc})") from exc
+        if options:
+            return self._choice(data, options, tally)
         content, finish_reason = self._reply(data, tally)
         if schema is None:
             return content
@@ -265,7 +298,24 @@ class OpenAIChatModel:
                 f"That reply was invalid ({reason}). Answer again with only a JSON object that fits the schema.")}]
             raise ModelOutputError(self.name, reason, content) from None
 
-    def _reply(self, data: Any, tally: CallRecord) -> tuple[str, str | None]:
+    def _choice(self, data: Any, options: tuple[str, ...], tally: CallRecord) -> Choice:
+        """The option probabilities of a one-token reply: from its top log-probabilities when the server sent
+        them and they name an option, else from the sampled text."""
+        content, _ = self._reply(data, tally, allow_empty=True)
+        choice = data["choices"][0]
+        logprobs = choice.get("logprobs") if isinstance(choice.get("logprobs"), Mapping) else {}
+        first = (logprobs.get("content") or [None])[0]
+        if isinstance(first, Mapping):
+            top = first.get("top_logprobs") or [first]
+            found = choice_from_logprobs(top if isinstance(top, list) else [first], options)
+            if found is not None:
+                return found
+        if not content.strip():
+            raise ModelOutputError(self.name, f"the reply is empty (finish_reason={choice.get('finish_reason')!r})")
+        tally.mode = "text"
+        return choice_from_text(content, options, model=self.name)
+
+    def _reply(self, data: Any, tally: CallRecord, allow_empty: bool = False) -> tuple[str, str | None]:
         """The first choice's text and finish_reason from a completion body; token usage goes into `tally`."""
         if not isinstance(data, Mapping):  # the SDK hands over the text of a body that is not labelled JSON
             raise ModelOutputError(self.name, f"the response body is not a JSON object: {str(data)[:200]!r}")
@@ -277,6 +327,8 @@ class OpenAIChatModel:
             raise ModelOutputError(self.name, "the response has no choices")
         choice = choices[0]
         content = (choice.get("message") or {}).get("content")
+        if allow_empty and isinstance(content, str):
+            return content, choice.get("finish_reason")
         if not isinstance(content, str) or not content.strip():
             raise ModelOutputError(self.name, f"the reply is empty (finish_reason={choice.get('finish_reason')!r})",
                                    content if isinstance(content, str) else None)

@@ -45,3 +45,19 @@ def validation_summary(exc: ValidationError, limit: int = 3) -> str:
     errors = exc.errors()
     shown = "; ".join(f"{'.'.join(map(str, e['loc'])) or '<root>'}: {e['msg']}" for e in errors[:limit])
     return shown + (f" (+{len(errors) - limit} more)" if len(errors) > limit else "")
+
+
+_LABEL = re.compile(r"^(?:image|description|new image|answer|caption|output)\s*:\s*", re.I)
+_QUOTES = "\"'“”‘’`"
+
+
+def parse_sentence_reply(text: str, *, max_words: int = 80) -> str | None:
+    """The description in a plain-text reply that was asked for one sentence: its first non-empty line, without
+    surrounding quotes or a leading label that echoes the prompt's format ("Image: ..."), whitespace normalised;
+    None when nothing usable is left. Longer replies are cut at `max_words` words."""
+    for line in str(text).splitlines():
+        line = _LABEL.sub("", line.strip().strip(_QUOTES).strip()).strip().strip(_QUOTES).strip()
+        if line:
+            words = line.split()
+            return " ".join(words[:max_words])
+    return None

@@ -25,6 +25,7 @@ class CallRecord:
     attempts: int = 1
     mode: str = ""  # how structured output was obtained: json_schema, json_object, instructions, text
     cached: bool = False
+    cost_s: float = 0.0  # a cached answer: the seconds its original call took (its tokens are the original ones)
     ok: bool = True
     error: str | None = None
     stage: str | None = None
@@ -53,6 +54,8 @@ class CallLog:
         return sum(r.completion_tokens for r in self.records if not r.cached)
 
     def summary(self) -> dict:
+        """Calls, tokens and seconds spent now; `cost_*`: the same counting cached answers at their original cost
+        (what the work costs without a cache)."""
         return {
             "calls": self.calls,
             "cached_calls": sum(1 for r in self.records if r.cached),
@@ -60,6 +63,9 @@ class CallLog:
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "model_seconds": round(sum(r.latency_s for r in self.records if not r.cached), 4),
+            "cost_calls": sum(1 for r in self.records if not r.cached or r.ok),
+            "cost_tokens": sum(r.prompt_tokens + r.completion_tokens for r in self.records),
+            "cost_seconds": round(sum(r.cost_s if r.cached else r.latency_s for r in self.records), 4),
         }
 
 

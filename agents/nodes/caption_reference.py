@@ -16,7 +16,6 @@ from cirgraph.agents.services import Services
 from cirgraph.agents.state import PipelineState
 from cirgraph.errors import ModelError
 from cirgraph.prompts.loader import render
-from cirgraph.tools.messages import Message
 
 NAMESPACE = "caption"
 FALLBACK = "no caption: the modification text alone"
@@ -41,7 +40,7 @@ async def caption_reference(state: PipelineState, runtime: Runtime[PipelineConfi
     if cached:
         return {**update, "caption": cached, "caption_source": "cache"}
     try:
-        reply = await services.vlm.complete([Message.user(prompt.text, image)])
+        reply = await services.vlm.complete(prompt.messages(image), max_tokens=prompt.max_tokens)
     except ModelError as exc:
         return {**update, "caption": None, "caption_source": "none",
                 "degraded": [degraded("caption_reference", exc, FALLBACK)]}

@@ -21,7 +21,6 @@ from cirgraph.agents.services import Services
 from cirgraph.agents.state import PipelineState
 from cirgraph.errors import ModelError
 from cirgraph.prompts.loader import render
-from cirgraph.tools.messages import Message
 
 
 def target_text(state: PipelineState) -> str:
@@ -53,7 +52,8 @@ async def decompose(state: PipelineState, runtime: Runtime[PipelineConfig], *, s
                     modification=state["modification"], max_propositions=ctx.max_propositions)
     update: dict[str, Any] = {"prompts": {"decompose": prompt.ref()}}
     try:
-        out = await services.llm.complete([Message.user(prompt.text)], schema=Propositions)
+        out = await services.llm.complete(prompt.messages(), schema=Propositions,
+                                               max_tokens=prompt.max_tokens)
     except ModelError as exc:
         return {**update, "propositions": [], "degraded": [degraded("decompose", exc, "no propositions")]}
     inputs = [x for x in (target_text(state), state.get("caption"), state["modification"]) if x]

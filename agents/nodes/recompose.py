@@ -11,6 +11,7 @@ default) stands in, and the result says so in `degraded`.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Any
 
@@ -23,8 +24,8 @@ from cirgraph.agents.schemas import Recomposition
 from cirgraph.agents.services import Services
 from cirgraph.agents.state import PipelineState
 from cirgraph.errors import ModelError
-from cirgraph.prompts.loader import render
-from cirgraph.tools.messages import Message
+from cirgraph.prompts.loader import Rendered, render
+from cirgraph.tools.structured import parse_sentence_reply
 
 
 def clean(texts: list[str], limit: int) -> list[str]:
@@ -39,6 +40,7 @@ def clean(texts: list[str], limit: int) -> list[str]:
 
 FALLBACK_NAMES = {"caption+modification": "caption + modification text", "modification": "modification text",
                   "caption": "caption"}
+SAMPLE_TEMPERATURES = (0.7, 0.9, 1.1, 0.8, 1.0, 0.6, 1.2)  # the extra descriptions of a plain-text ensemble
 COPY_WORDS = 6  # a run of this many words from the prompt's instructions counts as copying them
 _WORD = re.compile(r"[a-z0-9]+")
 _ARTICLES = frozenset({"a", "an", "the"})
@@ -76,8 +78,11 @@ async def recompose(state: PipelineState, runtime: Runtime[PipelineConfig], *, s
     fallback = baseline_query(state, ctx.fallback_text)
     instead = FALLBACK_NAMES[ctx.fallback_text]
     try:
-        out = await services.llm.complete([Message.user(prompt.text)], schema=Recomposition)
-        written = clean(out.descriptions, ctx.n_descriptions)
+        if prompt.output == "sentence":
+            edits, written = [], await _sentences(services, prompt, ctx.n_descriptions)
+        else:
+            out = await services.llm.complete(prompt.messages(), schema=Recomposition, max_tokens=prompt.max_tokens)
+            edits, written = out.edits, clean(out.descriptions, ctx.n_descriptions)
         if not written:
             raise ModelError(services.llm.name, "recompose returned only empty descriptions")
     except ModelError as exc:
@@ -91,5 +96,19 @@ async def recompose(state: PipelineState, runtime: Runtime[PipelineConfig], *, s
         return {**update, "descriptions": [fallback], "description_source": "fallback", "edits": [],
                 "degraded": [degraded("recompose", "; ".join(dropped), instead)]}
     note = [degraded("recompose", "; ".join(dropped), "the other descriptions")] if dropped else []
-    return {**update, "descriptions": descriptions, "description_source": "recompose", "edits": clean(out.edits, 20),
+    return {**update, "descriptions": descriptions, "description_source": "recompose", "edits": clean(edits, 20),
             **({"degraded": note} if note else {})}
+
+
+async def _sentences(services: Services, prompt: Rendered, n: int) -> list[str]:
+    """Descriptions from a plain-text template (one sentence a reply): the first at temperature 0, the others
+    sampled for an ensemble (LDRE), each at its own temperature so that a call cache keeps them apart; all asked
+    at once."""
+    temperatures = [0.0] + [SAMPLE_TEMPERATURES[i % len(SAMPLE_TEMPERATURES)] for i in range(n - 1)]
+    replies = await asyncio.gather(*(services.llm.complete(prompt.messages(), temperature=t,
+                                                           max_tokens=prompt.max_tokens) for t in temperatures),
+                                   return_exceptions=True)
+    errors = [r for r in replies if isinstance(r, BaseException)]
+    if len(errors) == len(replies):
+        raise errors[0]
+    return clean([s for r in replies if isinstance(r, str) and (s := parse_sentence_reply(r))], n)

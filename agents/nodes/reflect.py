@@ -22,7 +22,6 @@ from cirgraph.agents.services import Services
 from cirgraph.agents.state import PipelineState
 from cirgraph.errors import ModelError
 from cirgraph.prompts.loader import render
-from cirgraph.tools.messages import Message
 
 
 def failures(props: list[dict], verdicts: list[dict], threshold: float) -> list[dict[str, Any]]:
@@ -60,7 +59,7 @@ async def reflect(state: PipelineState, runtime: Runtime[PipelineConfig], *, ser
                     descriptions=current, failures=failed, checked=len(judged), n=n)
     update: dict[str, Any] = {"prompts": {"reflect": prompt.ref()}}
     try:
-        out = await services.llm.complete([Message.user(prompt.text)], schema=Revision)
+        out = await services.llm.complete(prompt.messages(), schema=Revision, max_tokens=prompt.max_tokens)
         revised = clean(out.descriptions, n)
         if not revised:
             raise ModelError(services.llm.name, "reflect returned only empty descriptions")

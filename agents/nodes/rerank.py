@@ -3,7 +3,8 @@ retrieval scores (cirgraph.agents.fusion.rerank_scores).
 
 Each candidate is one call answering every proposition's yes/no question: the vision model looks at the candidate
 image (beside the reference when configured: a pairwise judgement); a candidate without a readable image is judged
-on its captions by the LLM (caption-only galleries). Calls run concurrently; the model client bounds how many are
+on its captions by the LLM (caption-only galleries). A "yes_no" template (the small-model variant) asks one closed
+question about the whole target instead, and scores it as P(yes) from the answer's log-probabilities. Calls run concurrently; the model client bounds how many are
 in flight. Verdicts are kept by (candidate, propositions), so a later round re-checks only new candidates.
 """
 
@@ -25,6 +26,7 @@ from cirgraph.agents.services import Services
 from cirgraph.agents.state import PipelineState
 from cirgraph.errors import CirgraphError, ModelError
 from cirgraph.prompts.loader import Rendered, render
+from cirgraph.tools.choices import YES_NO, classify
 from cirgraph.tools.messages import Message
 
 
@@ -90,9 +92,11 @@ async def _judge(services: Services, ctx: PipelineConfig, hit: dict, props: list
     prompt = render("rerank", ctx.rerank_prompt, mode=mode, with_reference=pairwise, captions=hit["captions"],
                     target=target, questions=[{"index": i, "question": p["question"]} for i, p in enumerate(props, 1)])
     rendered[mode] = prompt
-    parts = [prompt.text, *([reference] if pairwise else []), *([image] if image is not None else [])]
+    images = [*([reference] if pairwise else []), *([image] if image is not None else [])]
+    if prompt.output == "yes_no":
+        return await _judge_at_once(model, prompt.messages(*images), hit, target, mode)
     try:
-        out = await model.complete([Message.user(*parts)], schema=Verdicts)
+        out = await model.complete(prompt.messages(*images), schema=Verdicts, max_tokens=prompt.max_tokens)
     except ModelError as exc:
         return {"score": None, "error": f"{hit['id']}: {exc}", "mode": mode, "model": model.name}
     answers = {a.index: (a.answer, a.confidence) for a in out.answers if 1 <= a.index <= len(props)}
@@ -101,3 +105,16 @@ async def _judge(services: Services, ctx: PipelineConfig, hit: dict, props: list
                "confidence": answers[i][1], "holds": round(holds(*answers[i], p["polarity"]), 4)}
               for i, p in enumerate(props, 1) if i in answers]
     return {"score": verdict_score(answers, polarities), "mode": mode, "model": model.name, "answers": detail}
+
+
+async def _judge_at_once(model: Any, messages: list[Message], hit: dict, target: str, mode: str) -> dict[str, Any]:
+    """One closed question for the whole target: the verdict is P(yes), read from the answer token's
+    log-probabilities where the endpoint gives them (a continuous score that can reorder), else 0 or 1."""
+    try:
+        choice = await classify(model, messages, YES_NO)
+    except ModelError as exc:
+        return {"score": None, "error": f"{hit['id']}: {exc}", "mode": mode, "model": model.name}
+    p = round(choice.p("yes"), 6)
+    return {"score": p, "mode": mode, "model": model.name, "source": choice.source,
+            "answers": [{"index": 1, "text": target, "polarity": "must_show", "answer": choice.answer,
+                         "confidence": round(abs(2 * p - 1), 6), "holds": p}]}

@@ -8,8 +8,9 @@
 
 Replies are chosen like ScriptedChatModel's: the first rule whose key occurs in the request's text (every message's
 text joined, schema instructions included) wins, else `default`. A reply is a string, a dict or list (sent as JSON
-text), a Fault (served every time the rule matches), or a callable taking the request body and returning one of
-those. Queued faults (`inject`) take precedence over rules, one per request.
+text), TokenProbs (a one-token answer with its log-probabilities, sent when the request asks for `logprobs` and the
+server gives them), a Fault (served every time the rule matches), or a callable taking the request body and
+returning one of those. Queued faults (`inject`) take precedence over rules, one per request.
 """
 
 from __future__ import annotations
@@ -54,7 +55,27 @@ class Fault:
         return cls("status", 429, retry_after=None if retry_after is None else str(retry_after))
 
 
-Reply = str | dict | list | Fault | Callable[[dict], Any]
+@dataclass(frozen=True)
+class TokenProbs:
+    """A one-token reply and the probabilities of the tokens the model weighed for it (say {"Yes": 0.7, "No":
+    0.2, "The": 0.1}); the most probable is the sampled token."""
+
+    probabilities: dict[str, float]
+
+    @property
+    def token(self) -> str:
+        return max(self.probabilities, key=self.probabilities.__getitem__)
+
+    def logprobs(self) -> dict:
+        """The OpenAI protocol's `logprobs` of the reply's one token."""
+        import math
+
+        top = [{"token": t, "logprob": math.log(p), "bytes": list(t.encode())}
+               for t, p in sorted(self.probabilities.items(), key=lambda kv: -kv[1]) if p > 0]
+        return {"content": [{**top[0], "top_logprobs": top}]}
+
+
+Reply = str | dict | list | TokenProbs | Fault | Callable[[dict], Any]
 
 
 @dataclass
@@ -107,14 +128,17 @@ class FakeOpenAIServer:
 
     reject_json_schema / reject_json_object answer 400 to that response_format type (llama.cpp's server rejects
     json_schema). api_key, when set, is required as a Bearer token (401 otherwise); models, when set, lists the
-    only model names served (404 otherwise). delay_s slows every reply (benchmarks).
+    only model names served (404 otherwise). delay_s slows every reply (benchmarks). logprobs: "yes" sends
+    log-probabilities when asked, "omit" ignores the request for them (some servers), "reject" answers 400.
     """
 
     def __init__(
         self, rules: Mapping[str, Reply] | Sequence[tuple[str, Reply]] = (), *, default: Reply = "ok",
         delay_s: float = 0.0, reject_json_schema: bool = False, reject_json_object: bool = False, reject_status: int = 400,
         api_key: str | None = None, models: Sequence[str] | None = None, include_usage: bool = True,
+        logprobs: Literal["yes", "omit", "reject"] = "yes",
     ) -> None:
+        self.logprobs = logprobs
         self.rules: list[tuple[str, Reply]] = list(rules.items() if isinstance(rules, Mapping) else rules)
         self.default, self.delay_s = default, delay_s
         self.reject_json_schema, self.reject_json_object = reject_json_schema, reject_json_object
@@ -208,6 +232,8 @@ class FakeOpenAIServer:
                                    f"'response_format', 'type'), 'msg': \"Input should be 'text' or 'json_object'\", "
                                    f"'input': '{fmt}'}}")
             return _error(400, f'response_format type must be one of "text" or "json_object", but got: {fmt}')
+        if body.get("logprobs") and self.logprobs == "reject":
+            return _error(400, "logprobs is not supported by this server")
         reply = fault if fault is not None else self._reply_for(body, req.text)
         if isinstance(reply, Fault):
             if reply.kind == "status":
@@ -226,12 +252,19 @@ class FakeOpenAIServer:
         return 200, {"Content-Type": "application/json"}, json.dumps(self._completion(req, reply, fault)).encode()
 
     def _completion(self, req: RecordedRequest, reply: Any, fault: Fault | None) -> dict:
+        logprobs = None
+        if isinstance(reply, TokenProbs):
+            if req.body.get("logprobs") and self.logprobs == "yes":
+                logprobs = reply.logprobs()
+            reply = reply.token
         content = reply if isinstance(reply, str) else json.dumps(reply)
         kind = fault.kind if fault is not None else None
         finish = "length" if kind == "truncated" else "stop"
         content = content[: len(content) // 2] if kind == "truncated" else content
         message: dict[str, Any] = {"role": "assistant", "content": None if kind == "null_content" else content}
-        choices = [] if kind == "empty_choices" else [{"index": 0, "message": message, "finish_reason": finish}]
+        choice = {"index": 0, "message": message, "finish_reason": finish,
+                  **({"logprobs": logprobs} if logprobs else {})}
+        choices = [] if kind == "empty_choices" else [choice]
         out: dict[str, Any] = {
             "id": f"chatcmpl-fake-{len(self.requests)}", "object": "chat.completion", "created": int(time.time()),
             "model": req.body.get("model", "fake-model"), "choices": choices,

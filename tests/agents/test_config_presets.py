@@ -46,7 +46,8 @@ def test_with_rejects_unknown_settings() -> None:
 
 def test_every_requested_preset_exists_and_names_itself() -> None:
     assert set(PRESETS) == {"modification-only", "caption-only", "caption+modification", "cirevl", "anchored",
-                            "multi-description", "propositions", "rerank", "reflect"}
+                            "multi-description", "propositions", "rerank", "reflect", "small-model",
+                            "small-model+rerank"}
     assert all(cfg.preset == name for name, cfg in PRESETS.items())
 
 
@@ -59,6 +60,8 @@ def test_presets_switch_stages_on_one_at_a_time() -> None:
     assert on["propositions"] == ("caption", "recompose", "decompose")
     assert on["rerank"] == ("caption", "recompose", "decompose", "rerank")
     assert on["reflect"] == stages
+    assert on["small-model"] == ("caption", "recompose")
+    assert on["small-model+rerank"] == ("caption", "recompose", "rerank")
 
 
 def test_cirevl_is_text_to_image_with_one_plain_description() -> None:

@@ -74,3 +74,70 @@ def test_rerank_prompt_modes() -> None:
     assert "reference image" in image.text and "a red dress" not in image.text
     assert '"a red dress"' in caption.text and "cannot see" in caption.text
     assert "1. Does the candidate match" in image.text  # an empty question falls back to the template's own
+
+
+SMALL = {
+    "recompose": {"caption": "A blue dress.", "modification": "make it red", "n": 1},
+    "rerank": {"mode": "caption", "with_reference": False, "captions": ["a red dress", "on a hanger"],
+               "target": "a red dress", "questions": []},
+    "caption": {},
+}
+
+
+@pytest.mark.parametrize("stage", sorted(SMALL))
+def test_small_variants_are_chat_turns_that_declare_a_small_reply(stage: str) -> None:
+    out = loader.render(stage, "small", **SMALL[stage])
+    roles = [role for role, _ in out.turns]
+    assert roles[-1] == "user" and all(text and "{{" not in text for _, text in out.turns)
+    assert out.output in ("sentence", "yes_no") and out.max_tokens <= 48
+    assert [m.role for m in out.messages()] == roles
+    if stage != "caption":  # worked examples as turns: system, then (user, assistant) pairs, then the query
+        assert roles == ["system", "user", "assistant", "user", "assistant", "user"]
+
+
+@pytest.mark.parametrize("stage", sorted(SMALL))
+def test_small_variants_fail_loudly_on_a_missing_variable(stage: str) -> None:
+    if not SMALL[stage]:
+        pytest.skip("takes no variables")
+    variables = dict(SMALL[stage])
+    variables.pop(next(iter(variables)))
+    with pytest.raises(InputError, match=f"prompt {stage}/small.*missing template variable"):
+        loader.render(stage, "small", **variables)
+
+
+def test_images_join_the_last_user_turn() -> None:
+    out = loader.render("rerank", "small", mode="image", with_reference=True, captions=[], target="a red dress",
+                        questions=[])
+    image = object()
+    messages = out.messages(image)
+    assert messages[-1].parts[-1] is image and all(len(m.parts) == 1 for m in messages[:-1])
+    assert "after the reference image" in messages[-1].text
+
+
+def test_json_templates_are_one_user_turn_with_a_reply_cap() -> None:
+    out = loader.render("recompose", "multi", caption="c", modification="m", n=3)
+    assert out.turns == (("user", out.text),) and out.output == "json" and out.max_tokens == 384
+
+
+def test_turn_markers_are_checked() -> None:
+    with pytest.raises(InputError, match="text before the first"):
+        loader._turns("x/y", "hello\n### user\nhi")
+    with pytest.raises(InputError, match="last turn must be the user's"):
+        loader._turns("x/y", "### user\nhi\n### assistant\nhello")
+    assert loader._turns("x/y", "### system\nbe brief\n### user\nhi") == (("system", "be brief"), ("user", "hi"))
+
+
+def test_worked_examples_are_not_benchmark_queries() -> None:
+    from pathlib import Path
+
+    data = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+    if not data.is_dir():
+        pytest.skip("../shared/data is not beside the checkout")
+    texts = " ".join(p.read_text(encoding="utf-8").lower() for p in data.rglob("*.json"))
+    for stage, variables in SMALL.items():
+        for role, text in loader.render(stage, "small", **variables).turns[1:-1]:
+            for line in text.lower().splitlines():
+                body = line.split(":", 1)[-1].strip()
+                if len(body.split()) < 4:  # a one-word answer ("yes") is no example
+                    continue
+                assert body not in texts, f"{stage}/small example {body!r} occurs in a benchmark's annotations"

@@ -114,8 +114,15 @@ async def test_hit_skips_the_server_and_survives_reopening(tmp_path):
         assert first == second == Caption(caption="a red dress") and isinstance(second, Caption)
         assert len(server.chat_requests) == 1
         miss, hit = log.records
-        assert (miss.cached, hit.cached, hit.prompt_tokens, hit.completion_tokens) == (False, True, 0, 0)
-        assert log.summary()["calls"] == 1 and log.summary()["cached_calls"] == 1
+        # the hit carries what the original call cost; only the miss counts as spent now
+        assert (miss.cached, hit.cached) == (False, True)
+        assert (hit.prompt_tokens, hit.completion_tokens) == (miss.prompt_tokens, miss.completion_tokens) != (0, 0)
+        assert hit.cost_s == round(miss.latency_s, 4) and hit.latency_s < miss.latency_s
+        summary = log.summary()
+        assert summary["calls"] == 1 and summary["cached_calls"] == 1 and summary["cost_calls"] == 2
+        assert summary["prompt_tokens"] == miss.prompt_tokens
+        assert summary["cost_tokens"] == 2 * (miss.prompt_tokens + miss.completion_tokens)
+        assert summary["cost_seconds"] == round(miss.latency_s + hit.cost_s, 4)
         model.cache.close()
 
         with CallCache(path) as again:
