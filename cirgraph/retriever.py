@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from cirgraph._loop import LoopThread
 from cirgraph.agents.context import PipelineConfig
-from cirgraph.agents.presets import DEFAULT_PRESET, preset
+from cirgraph.agents.presets import default_preset, preset
 from cirgraph.agents.query import GalleryRef, ReferenceSource, build_input
 from cirgraph.agents.results import Review, SearchResult
 from cirgraph.agents.services import MemoryCache, Services, load_uri_image
@@ -44,10 +44,12 @@ class Query:
     k: int | None = None
 
 
-def as_config(config: PipelineConfig | str | None, default: PipelineConfig | None = None) -> PipelineConfig:
-    """A PipelineConfig from a config, a preset name, or None (the default)."""
+def as_config(config: PipelineConfig | str | None, default: PipelineConfig | None = None, *,
+              has_llm: bool = False) -> PipelineConfig:
+    """A PipelineConfig from a config, a preset name, or None (`default`, else the default preset for the models
+    at hand: see cirgraph.agents.presets.default_preset)."""
     if config is None:
-        return default or preset(DEFAULT_PRESET)
+        return default or preset(default_preset(has_llm=has_llm)[0])
     if isinstance(config, str):
         return preset(config)
     if isinstance(config, PipelineConfig):
@@ -65,7 +67,7 @@ class Retriever:
         self.services = Services(gallery=gallery, llm=llm, vlm=vlm, embedder=embedder, text_embedder=text_embedder,
                                  caption_cache=caption_cache if caption_cache is not None else MemoryCache(),
                                  image_loader=image_loader or load_uri_image)
-        self.config = as_config(config)
+        self.config = as_config(config, has_llm=llm is not None)
         self.services.check(self.config)
         self.max_image_pixels = max_image_pixels
         self._checkpointer = checkpointer
@@ -86,8 +88,9 @@ class Retriever:
         from cirgraph.components import build_components
         from cirgraph.settings import Settings as _Settings
 
-        config = as_config(preset)
-        parts = build_components(settings or _Settings(), gallery=gallery, config=config)
+        settings = settings or _Settings()
+        config = as_config(preset, has_llm=settings.has_llm)
+        parts = build_components(settings, gallery=gallery, config=config)
         return cls(**{**parts, **kwargs}, config=config)
 
     @property

@@ -95,3 +95,15 @@ class Settings(BaseSettings):
     @property
     def uses_chroma_server(self) -> bool:
         return self.chroma_host is not None
+
+    @property
+    def has_llm(self) -> bool:
+        """An LLM is configured: an endpoint, or a model (a local folder) to run in process. Without one, the
+        default preset is one that calls no LLM (cirgraph.agents.presets.default_preset)."""
+        return self.llm_base_url is not None or self.llm_model is not None
+
+    def default_preset(self) -> tuple[str, str]:
+        """The preset used when none is asked for, and why."""
+        from cirgraph.agents.presets import default_preset
+
+        return default_preset(has_llm=self.has_llm)

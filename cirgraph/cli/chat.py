@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Optional
 import typer
 
 from cirgraph.cli import app
+from cirgraph.cli._presets import chosen_preset, preset_option
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -133,7 +134,7 @@ def chat(
     gallery: str = typer.Option("default", "--gallery", "-g", help="The gallery to search."),
     thread: Optional[str] = typer.Option(  # noqa: UP007 - typer reads the annotation at runtime
         None, "--thread", help="Resume this conversation (default: a new one)."),
-    preset: str = typer.Option("reflect", "--preset", "-p", help="Pipeline configuration of every turn."),
+    preset: Optional[str] = preset_option(),  # noqa: UP045
     k: int = typer.Option(10, "-k", "--k", min=1, max=100, help="Results per turn."),
 ) -> None:
     """Refine a search over several messages: each message changes the current target."""
@@ -142,6 +143,7 @@ def chat(
     from cirgraph.errors import CirgraphError
 
     out, err = Console(soft_wrap=True), Console(stderr=True, soft_wrap=True)
+    preset = chosen_preset(preset)
     session = open_session(gallery, preset, thread, k)
     try:
         turns = session.history()

@@ -21,6 +21,7 @@ import typer
 from typer.core import TyperGroup
 
 from cirgraph.cli import app
+from cirgraph.cli._presets import announce_default, chosen_preset, preset_option
 
 if TYPE_CHECKING:
     from cirgraph.agents.context import PipelineConfig
@@ -60,14 +61,13 @@ _DEPTH = typer.Option(None, "--depth", min=1, max=1000, help="Ranked names kept 
 _FRESH = typer.Option(False, "--fresh", help="Discard the run folder's finished queries and start over.")
 _JSON = typer.Option(False, "--json", help="Print one JSON object instead of tables.")
 _QUIET = typer.Option(False, "--quiet", "-q", help="No progress output.")
-_PRESET = typer.Option("reflect", "--preset", "-p", help="modification-only, caption-only, caption+modification, "
-                       "cirevl, anchored, multi-description, propositions, rerank, reflect.")
+_PRESET = preset_option()
 _RUN_OUT = typer.Option(None, "--out", "-o", help="Run folder (default: CIRGRAPH_HOME/runs/<run id>); rerunning "
                         "into it skips finished queries.")
 _LADDER_OUT = typer.Option(None, "--out", "-o", help="Folder of the ladder's runs, one sub-folder per preset "
                            "(default: CIRGRAPH_HOME/runs/ladder-<benchmark>-<split>-<mode>).")
-_PRESETS = typer.Option(None, "--presets", help="Comma-separated presets (default: all eight, from "
-                        "modification-only to reflect).")
+_PRESETS = typer.Option(None, "--presets", help="Comma-separated presets (default: all of them, from "
+                        "modification-only to reflect, then small-model and small-model+rerank).")
 
 
 class _Reporter:
@@ -215,7 +215,7 @@ def run(
     benchmark: str = _BENCHMARK, split: str = _SPLIT, data: Path = _DATA,
     images: Optional[Path] = _IMAGES, captions: Optional[Path] = _CAPTIONS,  # noqa: UP007
     queries: Optional[Path] = _QUERIES,  # noqa: UP007
-    preset_name: str = _PRESET,
+    preset_name: Optional[str] = _PRESET,  # noqa: UP007
     variant: list[str] = _VARIANT, setting: list[str] = _SET, category: list[str] = _CATEGORY,
     limit: Optional[int] = _LIMIT, offset: int = _OFFSET, concurrency: int = _CONCURRENCY,
     depth: Optional[int] = _DEPTH,  # noqa: UP007
@@ -225,7 +225,9 @@ def run(
     from cirgraph.evals.runner import evaluate
     from cirgraph.settings import Settings
 
-    config = parse_config(preset_name, variant, setting)
+    config = parse_config(chosen_preset(preset_name, announce=False), variant, setting)
+    if preset_name is None:  # said once the inputs are known to be good
+        announce_default(config.preset or "")
     spec = _spec(benchmark, split, data, images, captions, queries, config, category, limit, concurrency, depth,
                  out, fresh, offset)
     reporter = _Reporter(enabled=not quiet)

@@ -16,6 +16,7 @@ import typer
 
 from cirgraph.agents.progress import stage_summary
 from cirgraph.cli import app
+from cirgraph.cli._presets import chosen_preset, preset_option
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -98,9 +99,7 @@ def search(
     ref_id: Optional[str] = typer.Option(None, "--ref-id", help="The reference as a gallery item id."),  # noqa: UP045
     gallery: str = typer.Option("default", "--gallery", "-g", help="The gallery to search."),
     k: int = typer.Option(10, "-k", "--k", min=1, max=1000, help="How many results."),
-    preset: str = typer.Option("reflect", "--preset", "-p", help="modification-only, caption-only, "
-                               "caption+modification, cirevl, anchored, multi-description, propositions, rerank, "
-                               "reflect."),
+    preset: Optional[str] = preset_option(),  # noqa: UP045
     caption: Optional[str] = typer.Option(None, "--caption", help="The reference's caption (skips captioning)."),  # noqa: UP045
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object: results and explanation."),
     explain: bool = typer.Option(False, "--explain", help="Also print how the ranking came about."),
@@ -114,7 +113,7 @@ def search(
         raise typer.BadParameter("give exactly one of --image and --ref-id")
     out, err = Console(soft_wrap=True), Console(stderr=True, soft_wrap=True)
     _check_inputs(text, image)  # bad input fails before any model is loaded
-    retriever = open_retriever(gallery, preset)
+    retriever = open_retriever(gallery, chosen_preset(preset))
     try:
         reference = GalleryRef(ref_id) if ref_id is not None else image
         result = asyncio.run(_run(retriever, reference, text, k, caption, err))

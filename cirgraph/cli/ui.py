@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Optional
 import typer
 
 from cirgraph.cli import app
+from cirgraph.cli._presets import chosen_preset, preset_option
 
 if TYPE_CHECKING:
     from cirgraph.retriever import Retriever
@@ -64,7 +65,7 @@ def ui(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to bind. Anything but loopback exposes the "
                                                         "chat, without authentication, to the network."),
     port: int = typer.Option(8000, "--port", min=0, max=65535, help="Port to bind."),
-    preset: str = typer.Option("reflect", "--preset", "-p", help="Pipeline configuration of every search."),
+    preset: Optional[str] = preset_option(),  # noqa: UP045
     max_upload_mb: float = typer.Option(20.0, "--max-upload-mb", min=0.01, help="Largest accepted upload."),
     allow_remote_images: bool = typer.Option(False, "--allow-remote-images",
                                              help="Accept http(s) image URLs as references (the server fetches "
@@ -78,6 +79,7 @@ def ui(
 
     _require_web_extras()
     names = list(dict.fromkeys(gallery or ["default"]))
+    preset = chosen_preset(preset)
     retrievers = {name: open_retriever(name, preset) for name in names}
     store = ChatStore.from_settings(Settings())
     conversations = Conversations(store, retrievers, max_upload_bytes=int(max_upload_mb * 1024 * 1024),

@@ -45,7 +45,8 @@ def test_with_rejects_unknown_settings() -> None:
 
 
 def test_every_requested_preset_exists_and_names_itself() -> None:
-    assert set(PRESETS) == {"modification-only", "caption-only", "caption+modification", "cirevl", "anchored",
+    assert set(PRESETS) == {"modification-only", "caption-only", "caption+modification", "modification+reference",
+                            "cirevl", "anchored",
                             "multi-description", "propositions", "rerank", "reflect", "small-model",
                             "small-model+rerank"}
     assert all(cfg.preset == name for name, cfg in PRESETS.items())
@@ -54,7 +55,7 @@ def test_every_requested_preset_exists_and_names_itself() -> None:
 def test_presets_switch_stages_on_one_at_a_time() -> None:
     stages = ("caption", "recompose", "decompose", "rerank", "reflect")
     on = {name: tuple(s for s in stages if getattr(PRESETS[name], s)) for name in PRESETS}
-    assert on["modification-only"] == ()
+    assert on["modification-only"] == on["modification+reference"] == ()
     assert on["caption-only"] == on["caption+modification"] == ("caption",)
     assert on["cirevl"] == on["anchored"] == on["multi-description"] == ("caption", "recompose")
     assert on["propositions"] == ("caption", "recompose", "decompose")

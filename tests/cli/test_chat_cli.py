@@ -136,7 +136,8 @@ def test_ui_warns_when_exposed_and_honours_limits(toy: dict) -> None:
                              catch_exceptions=False)
     assert res.exit_code == 0, res.output
     assert "warning: binding 0.0.0.0" in res.stderr and toy["served"] == [("0.0.0.0", 9001)]
-    assert toy["ui"] == [("default", "reflect")]
+    assert toy["ui"] == [("default", "modification+reference")]  # no LLM configured: the default needs none
+    assert "preset: modification+reference (no LLM is configured" in res.stderr
 
 
 def test_is_loopback() -> None:

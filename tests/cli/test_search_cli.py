@@ -39,7 +39,8 @@ def _run(*args: str):
 
 
 def test_json_output_has_results_and_explanation(images: Path) -> None:
-    res = _run("--image", str(images / "blue-dress.png"), "--text", "make it red", "-k", "3", "--json")
+    res = _run("--image", str(images / "blue-dress.png"), "--text", "make it red", "-k", "3", "--json",
+               "--preset", "reflect")
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
     assert out["results"][0]["id"] == "red-dress" and len(out["results"]) == 3
@@ -112,3 +113,15 @@ def test_bad_input_fails_before_any_model_is_loaded(tmp_path) -> None:
     assert res.returncode == 1 and "notes.jpg: not an image file" in res.stderr and "model" not in res.stderr
     res = subprocess.run(cmd + ["--image", str(bad), "--text", "   "], capture_output=True, text=True)
     assert res.returncode == 1 and "modification text" in res.stderr, res.stderr
+
+
+def test_without_a_preset_the_default_fits_the_configured_models(images: Path, monkeypatch) -> None:
+    res = _run("--image", str(images / "blue-dress.png"), "--text", "make it red", "-k", "3")
+    assert res.exit_code == 0, res.output
+    assert search_cli.open_retriever.opened[-1] == ("default", "modification+reference")
+    assert res.stderr.startswith("preset: modification+reference (no LLM is configured")
+    monkeypatch.setenv("CIRGRAPH_LLM_BASE_URL", "http://127.0.0.1:9/v1")
+    res = _run("--image", str(images / "blue-dress.png"), "--text", "make it red", "-k", "3")
+    assert res.exit_code == 0, res.output
+    assert search_cli.open_retriever.opened[-1] == ("default", "small-model")
+    assert res.stderr.startswith("preset: small-model (an LLM is configured")
