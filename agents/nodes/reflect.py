@@ -22,6 +22,7 @@ from cirgraph.agents.services import Services
 from cirgraph.agents.state import PipelineState
 from cirgraph.errors import ModelError
 from cirgraph.prompts.loader import render
+from cirgraph.tools.structured import parse_sentence_reply
 
 
 def failures(props: list[dict], verdicts: list[dict], threshold: float) -> list[dict[str, Any]]:
@@ -59,12 +60,16 @@ async def reflect(state: PipelineState, runtime: Runtime[PipelineConfig], *, ser
                     descriptions=current, failures=failed, checked=len(judged), n=n)
     update: dict[str, Any] = {"prompts": {"reflect": prompt.ref()}}
     try:
-        out = await services.llm.complete(prompt.messages(), schema=Revision, max_tokens=prompt.max_tokens)
-        revised = clean(out.descriptions, n)
+        if prompt.output == "sentence":  # a small model: one plainer sentence, no diagnosis
+            reply = await services.llm.complete(prompt.messages(), max_tokens=prompt.max_tokens)
+            diagnosis, revised = "", clean([parse_sentence_reply(reply) or ""], 1)
+        else:
+            out = await services.llm.complete(prompt.messages(), schema=Revision, max_tokens=prompt.max_tokens)
+            diagnosis, revised = out.diagnosis, clean(out.descriptions, n)
         if not revised:
             raise ModelError(services.llm.name, "reflect returned only empty descriptions")
     except ModelError as exc:
         return {**update, "stop_reason": "degraded", "degraded": [degraded("reflect", exc, "stop with these results")],
                 "reflections": [{**note, "failures": failed, "decision": "stop: revision failed"}]}
     return {**update, "descriptions": revised, "description_source": "reflect",
-            "reflections": [{**note, "failures": failed, "diagnosis": out.diagnosis, "decision": "revise"}]}
+            "reflections": [{**note, "failures": failed, "diagnosis": diagnosis, "decision": "revise"}]}

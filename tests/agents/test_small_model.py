@@ -75,7 +75,9 @@ async def test_rerank_scores_each_candidate_as_p_yes(world, logprobs: str) -> No
     rules = [(CHECK_KEY, yes_probability), (SMALL_KEY, "A red dress on a hanger.")]
     with FakeOpenAIServer(rules, logprobs=logprobs) as server:
         llm = OpenAIChatModel("qwen-0.5b", base_url=server.base_url, api_key=None, retry_wait=(0.01, 0.02))
-        retriever = world.retriever(preset("small-model+rerank", rerank_depth=4, k=4, rerank_weight=0.8), models=(llm, None))
+        config = preset("small-model+rerank", rerank_depth=4, k=4, rerank_weight=0.8, w_reference=0.0,
+                        w_modification=1.0)  # the toy gallery's retrieval order, whatever the preset's weights
+        retriever = world.retriever(config, models=(llm, None))
         res = await retriever.asearch(world.path("blue-dress"), "make it red", caption="a blue dress on a hanger")
         checks = [r for r in server.chat_requests if CHECK_KEY in r.text]
     assert len(checks) == 4 and all(r.body["max_tokens"] == 1 for r in checks)
@@ -97,3 +99,15 @@ def test_small_model_presets_read_like_the_ladder() -> None:
         "small", "small", 1, False)
     assert (reranked.rerank, reranked.rerank_prompt, reranked.reflect) == (True, "small", False)
     assert json.dumps(small.to_dict())  # records take it as it is
+
+
+async def test_reflect_revises_in_one_sentence_when_the_checks_fail(world) -> None:
+    rules = [(CHECK_KEY, "no"), (SMALL_KEY, "A red dress on a hanger."),
+             ("You rewrite image search queries", "Revised: a bright red dress.\nbecause...")]
+    llm = ScriptedChatModel(rules, name="small-llm")
+    config = preset("small-model+rerank", reflect=True, reflect_prompt="small", rerank_depth=2, max_rounds=2)
+    res = await world.retriever(config, models=(llm, None)).asearch(world.path("blue-dress"), "make it red",
+                                                                    caption="a blue dress on a hanger")
+    assert res.rounds == 2 and res.descriptions == ["Revised: a bright red dress."]
+    assert res.reflections[0]["decision"] == "revise" and res.reflections[0]["confidence"] == 0.0
+    assert res.prompts["reflect"]["template"] == "reflect/small"
