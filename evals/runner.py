@@ -251,7 +251,7 @@ async def open_session(spec: EvalSpec, settings: Settings, configs: Sequence[Pip
                        models: Models | None = None, reporter: Reporter | None = None) -> AsyncIterator[Session]:
     """Load the split, build (or reuse) each part's space, and wrap the chat models in the disk call cache."""
     from cirgraph.evals.space import build_space
-    from cirgraph.tools.cache import CachedChatModel, CallCache
+    from cirgraph.tools.cache import FAILED_NAMESPACE, CachedChatModel, CallCache
 
     reporter = reporter or Reporter()
     live = models or _models_from_settings(settings, spec, configs)
@@ -268,6 +268,8 @@ async def open_session(spec: EvalSpec, settings: Settings, configs: Sequence[Pip
                              f"{data.benchmark} {data.split}{' ' + data.category if data.category else ''}")
         parts.append(Part(data, space, queries))
     cache = CallCache(settings.cache_dir / "calls.sqlite")
+    if spec.fresh:  # a fresh run asks again what failed before (it may have been a passing fault of the server)
+        cache.clear(FAILED_NAMESPACE)
     cached = {id(m): CachedChatModel(m, cache) for m in (live.llm, live.vlm) if m is not None}  # one per client
     session = Session(spec, settings, parts, replace(live, llm=cached.get(id(live.llm)) if live.llm else None,
                                                      vlm=cached.get(id(live.vlm)) if live.vlm else None), cache)

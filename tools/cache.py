@@ -32,8 +32,11 @@ CHAT_NAMESPACE = "chat"
 # 2: entries are {"reply", "cost"} envelopes; keys name the kind of call (complete / classify).
 CACHE_VERSION = 2
 # Requests whose answer was invalid after every retry, at temperature 0: asking again gets the same answer (a small
-# model that rambles to the token cap does so every time), so a rerun is told at once instead of re-asking.
+# model that rambles to the token cap does so every time), so a rerun is told at once instead of re-asking. Such a
+# failure may also have been a passing fault of the server, so it is kept for FAILURE_TTL_S only, and an eval run
+# with --fresh forgets them all.
 FAILED_NAMESPACE = "chat-invalid"
+FAILURE_TTL_S = 6 * 3600
 
 
 class CallCache:
@@ -73,10 +76,15 @@ class CallCache:
                 (namespace, key, value, time.time()),
             )
 
-    def get_json(self, namespace: str, key: str) -> Any | None:
-        """A JSON value stored with put_json, or None when absent."""
-        raw = self.get(key, namespace)
-        return None if raw is None else json.loads(raw)
+    def get_json(self, namespace: str, key: str, *, max_age_s: float | None = None) -> Any | None:
+        """A JSON value stored with put_json, or None when absent (or older than `max_age_s`)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT value, created FROM entries WHERE namespace = ? AND key = ?", (namespace, key)
+            ).fetchone()
+        if row is None or (max_age_s is not None and time.time() - row[1] > max_age_s):
+            return None
+        return json.loads(row[0])
 
     def put_json(self, namespace: str, key: str, value: Any) -> None:
         self.put(key, json.dumps(value, ensure_ascii=False, sort_keys=True), namespace)
@@ -88,6 +96,14 @@ class CallCache:
     def count(self, namespace: str) -> int:
         with self._lock:
             return self._db.execute("SELECT COUNT(*) FROM entries WHERE namespace = ?", (namespace,)).fetchone()[0]
+
+    def stats(self) -> dict[str, dict[str, Any]]:
+        """Per namespace: entries, bytes of stored values, and the oldest and newest write (Unix seconds)."""
+        with self._lock:
+            rows = self._db.execute("SELECT namespace, COUNT(*), SUM(LENGTH(value)), MIN(created), MAX(created) "
+                                    "FROM entries GROUP BY namespace ORDER BY namespace").fetchall()
+        return {ns: {"entries": n, "bytes": size or 0, "oldest": oldest, "newest": newest}
+                for ns, n, size, oldest, newest in rows}
 
     def clear(self, namespace: str | None = None) -> None:
         """Delete every entry, or only those of one namespace."""
@@ -185,12 +201,13 @@ class CachedChatModel:
                                   completion_tokens=cost.get("completion_tokens", 0),
                                   cost_s=cost.get("seconds", 0.0)))
                 return value
-        failed = self.cache.get_json(FAILED_NAMESPACE, key) if remember_failure else None
+        failed = self.cache.get_json(FAILED_NAMESPACE, key, max_age_s=FAILURE_TTL_S) if remember_failure else None
         if failed is not None:
             record(CallRecord(model=self.name, kind="chat", latency_s=time.perf_counter() - started, attempts=0,
                               mode="cache", cached=True, ok=False, error="ModelOutputError"))
             raise ModelOutputError(self.name, f"{failed['reason']} (remembered: this request failed the same way "
-                                              "before; clear the cache's chat-invalid entries to ask again)")
+                                              "within the last hours; `cirgraph cache clear --namespace "
+                                              "chat-invalid`, or an eval run with --fresh, asks again)")
         with collect_calls() as calls:
             try:
                 raw = await ask()

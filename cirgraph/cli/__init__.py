@@ -37,6 +37,7 @@ def _register() -> None:
     from cirgraph.cli import eval as _eval  # noqa: F401
     from cirgraph.cli import chat as _chat  # noqa: F401
     from cirgraph.cli import ui as _ui  # noqa: F401
+    from cirgraph.cli import cache as _cache  # noqa: F401
 
 
 _register()

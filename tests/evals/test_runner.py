@@ -260,3 +260,16 @@ def test_offset_and_limit_pick_a_slice_of_the_queries(tmp_path: Path, captions: 
     with pytest.raises(InputError, match="--offset 5"):
         evaluate(spec(captions, tmp_path / "none", config=preset("modification-only"), offset=5), Settings(),
                  models=models)
+
+
+def test_a_fresh_run_asks_again_what_failed_before(tmp_path: Path, captions: Path) -> None:
+    from cirgraph.errors import ModelOutputError
+
+    broken = ScriptedChatModel({'{"edits"': ModelOutputError("scripted-llm", "cut off")}, name="scripted-llm")
+    models = Models(llm=broken, text_embedder=HashTextEmbedder())
+    first = evaluate(spec(captions, tmp_path / "a"), Settings(), models=models)
+    assert first.counts["degraded"] == 5 and broken.calls == 5
+    evaluate(spec(captions, tmp_path / "b"), Settings(), models=models)
+    assert broken.calls == 5  # remembered: not asked again
+    evaluate(spec(captions, tmp_path / "c", fresh=True), Settings(), models=models)
+    assert broken.calls == 10  # --fresh forgets the remembered failures
