@@ -139,39 +139,38 @@ class OpenAIChatModel:
         """Answer the conversation as text, or as a validated `schema` instance; see the module docstring."""
         if not messages:
             raise InputError("messages", "the conversation is empty")
-        started = time.perf_counter()
         tally = CallRecord(self.name, "chat", latency_s=0.0, attempts=0, mode="text" if schema is None else "")
-        try:
-            wire = await self._to_wire(messages)
+
+        async def ask(wire: list[dict]) -> Any:
             if schema is None:
-                result = await self._retrying(wire, None, "text", temperature, max_tokens, tally)
-            else:
-                result = await self._structured(wire, schema, temperature, max_tokens, tally)
-        except BaseException as exc:  # cancellation included: the record says the call did not finish
-            tally.ok, tally.error = False, str(exc) or type(exc).__name__
-            raise
-        finally:
-            tally.latency_s = time.perf_counter() - started
-            record(tally)
-        return result
+                return await self._retrying(wire, None, "text", temperature, max_tokens, tally)
+            return await self._structured(wire, schema, temperature, max_tokens, tally)
+
+        return await self._recorded(messages, tally, ask)
 
     async def classify(self, messages: Sequence[Message], options: Sequence[str]) -> Choice:
         """Answer a closed question with one token; each option's probability comes from that token's
         log-probabilities (cirgraph.tools.choices), or from the sampled text where the server gives none."""
         if not messages or len(options) < 2:
             raise InputError("classify", "needs messages and at least two options")
-        started = time.perf_counter()
         tally = CallRecord(self.name, "chat", latency_s=0.0, attempts=0, mode="logprobs")
+
+        async def ask(wire: list[dict]) -> Choice:
+            return await self._retrying(wire, None, "text", 0.0, 1, tally, options=tuple(options))
+
+        return await self._recorded(messages, tally, ask)
+
+    async def _recorded(self, messages: Sequence[Message], tally: CallRecord, ask: Any) -> Any:
+        """`ask(wire messages)`, timed and recorded in `tally` whether it succeeds or not."""
+        started = time.perf_counter()
         try:
-            wire = await self._to_wire(messages)
-            result = await self._retrying(wire, None, "text", 0.0, 1, tally, options=tuple(options))
-        except BaseException as exc:
+            return await ask(await self._to_wire(messages))
+        except BaseException as exc:  # cancellation included: the record says the call did not finish
             tally.ok, tally.error = False, str(exc) or type(exc).__name__
             raise
         finally:
             tally.latency_s = time.perf_counter() - started
             record(tally)
-        return result
 
     async def _to_wire(self, messages: Sequence[Message]) -> list[dict]:
         """Our messages in the chat completions format; images become downscaled base64 data URLs (each image
