@@ -122,6 +122,15 @@ def collection_names(client: ClientAPI) -> set[str]:
         raise GalleryError(f"cannot list the gallery store's collections: {exc}") from None
 
 
+def drop_gallery(client: ClientAPI, name: str) -> list[str]:
+    """Delete every collection of gallery `name`; the names deleted."""
+    layout, present = Layout(name), collection_names(client)
+    gone = [c for c in (layout.images, layout.captions, layout.items) if c in present]
+    for collection in gone:
+        client.delete_collection(collection)
+    return gone
+
+
 def gallery_names(client: ClientAPI) -> list[str]:
     """Galleries in the store (names with an images or items collection)."""
     names = collection_names(client)

@@ -43,12 +43,29 @@ def _register() -> None:
 _register()
 
 
+def _click_kinds() -> tuple[tuple[type, ...], tuple[type, ...]]:
+    """(ClickException, Abort) classes of click and of the click that typer vendors (typer >= 0.17 raises its own)."""
+    import click
+
+    usage, abort = [click.exceptions.ClickException], [click.exceptions.Abort]
+    try:
+        from typer import _click as vendored  # type: ignore[attr-defined]
+    except ImportError:
+        pass
+    else:
+        usage.append(vendored.exceptions.ClickException)
+        abort += [getattr(vendored.exceptions, "Abort", click.exceptions.Abort)]
+    return tuple(usage), tuple(abort)
+
+
 def main() -> None:
-    """Entry point: one-line errors and a non-zero exit for expected failures, tracebacks only for bugs."""
+    """Entry point: one-line errors and a non-zero exit for expected failures, tracebacks only for bugs. Usage
+    errors exit 2 (click's convention)."""
     from cirgraph.errors import CirgraphError
 
+    usage, abort = _click_kinds()
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)
     except CirgraphError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(1)
@@ -57,13 +74,13 @@ def main() -> None:
         sys.exit(130)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except Exception as exc:  # click usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
-            typer.echo("aborted", err=True)
-            sys.exit(1)
-        raise
+    except usage as exc:
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see: {ctx.command_path} --help)" if ctx is not None else ""
+        typer.echo(f"error: {exc.format_message()}{hint}", err=True)
+        sys.exit(exc.exit_code)
+    except abort:
+        typer.echo("aborted", err=True)
+        sys.exit(1)
+    if isinstance(code, int) and code:  # a command's typer.Exit(code) comes back as the return value here
+        sys.exit(code)

@@ -1,8 +1,10 @@
 """`cirgraph index`: add images (a folder or one file) and their captions to a gallery, or captions alone.
 
 Progress goes to stderr (a bar on a terminal, a line a second otherwise); the summary to stdout, as text or, with
---json, as exactly one JSON object. Bad files are listed in the summary; only fatal problems (unreachable store,
-missing model, bad captions file, missing or image-less PATH) exit non-zero, before anything is written.
+--json, as exactly one JSON object. Bad files are listed in the summary. Exit codes: 0 when every input was
+indexed (or was already); 3 (EXIT_SOME_FAILED) when some inputs failed, the others indexed; 1 for fatal problems
+(unreachable store, missing model, bad captions file, missing or image-less PATH), before anything is written; 2
+for usage errors. A run in which every input failed leaves no new, empty gallery behind.
 """
 
 from __future__ import annotations
@@ -20,6 +22,15 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from cirgraph.stores.scan import IndexReport
+
+
+EXIT_SOME_FAILED = 3
+
+
+def gallery_exists(settings: object, name: str) -> bool:
+    from cirgraph.stores.chroma import gallery_names, make_client
+
+    return name in gallery_names(make_client(settings))
 
 
 class _Progress:
@@ -94,7 +105,7 @@ def index(
     from cirgraph import factory
     from cirgraph.settings import Settings
     from cirgraph.stores.captions import import_captions, load_captions
-    from cirgraph.stores.chroma import check_gallery_name
+    from cirgraph.stores.chroma import check_gallery_name, drop_gallery, make_client
     from cirgraph.stores.indexer import Indexer
     from cirgraph.stores.scan import scan_path
 
@@ -107,6 +118,7 @@ def index(
     table = load_captions(captions) if captions is not None else None  # a bad file fails before any write
     scan = scan_path(path) if path is not None else None  # so does a missing or image-less PATH
     captioner = factory.build_captioner(settings) if caption_with_model else None  # and a missing vision model
+    existed = gallery_exists(settings, gallery)
     store = factory.open_gallery(settings, gallery, create=True, kind="images" if scan else "captions")
     err = Console(stderr=True, soft_wrap=True)
     with _Progress(err, "indexed" if scan else "captions") as progress:
@@ -118,8 +130,13 @@ def index(
             report = import_captions(store, table, prune=prune, progress=progress)
     if table is not None:
         _warn_unknown(err, report, captions)
+    nothing = report.failed and not (report.added or report.updated or report.moved or report.skipped)
+    if nothing and not existed:  # every input failed: leave no empty gallery behind
+        drop_gallery(make_client(settings), gallery)
     if json_out:
         typer.echo(json.dumps({"gallery": gallery, **report.to_dict()}))
     else:
         for line in _summary_lines(gallery, report):
             typer.echo(line)
+    if report.failed:  # the summary says which; a script can tell from the exit code
+        raise typer.Exit(EXIT_SOME_FAILED)

@@ -64,7 +64,7 @@ def test_json_summary_is_exactly_one_object_on_stdout(capsys, monkeypatch, photo
     (photos / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
     (photos / "readme.txt").write_text("not an image")
     code, out, err = run_cli(capsys, monkeypatch, "index", photos, "--gallery", "p", "--json")
-    assert code == 0
+    assert code == 3  # some inputs failed (the others were indexed): a script can tell
     summary = json.loads(out)
     assert (summary["added"], summary["skipped"], summary["total"], summary["ignored"]) == (4, 0, 4, 1)
     assert summary["failed"] == [{"path": str(photos / "broken.png"), "reason": summary["failed"][0]["reason"]}]
@@ -224,3 +224,12 @@ def _all_captions(g: Gallery) -> list[dict]:
     from cirgraph.stores.chroma import page_records
 
     return list(page_records(g.captions_collection, "captions", ["metadatas"]))
+
+
+def test_a_run_in_which_every_input_fails_exits_non_zero_and_leaves_no_gallery(capsys, monkeypatch, tmp_path,
+                                                                              _isolated_settings) -> None:
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    code, out, _ = run_cli(capsys, monkeypatch, "index", bad, "--gallery", "g")
+    assert code == 3 and "0 added" in out and "failed: " in out
+    assert "g" not in gallery_names(embedded_client(_isolated_settings / "galleries" / "chroma"))
