@@ -107,6 +107,22 @@ def make_client(settings: Settings) -> ClientAPI:
     return embedded_client(settings.galleries_dir / "chroma")
 
 
+def reopen_embedded(path: str | Path) -> ClientAPI:
+    """A new client on the embedded store at `path`, its vector indexes read afresh from disk (Chroma caches one
+    system per path: only that one is stopped and forgotten, other stores of the process keep theirs)."""
+    from chromadb.api.shared_system_client import SharedSystemClient
+
+    key = str(Path(path).expanduser())
+    system = SharedSystemClient._identifier_to_system.pop(key, None)
+    SharedSystemClient._identifier_to_refcount.pop(key, None)
+    if system is not None:
+        try:
+            system.stop()
+        except Exception:  # noqa: BLE001 - a system that cannot stop cleanly is replaced all the same
+            pass
+    return embedded_client(path)
+
+
 def clear_client_cache() -> None:
     """Forget Chroma's per-path client cache (tests, and reopening a store after it was changed on disk)."""
     from chromadb.api.shared_system_client import SharedSystemClient

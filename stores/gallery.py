@@ -9,6 +9,7 @@ leaves at worst captions without an item, which `sweep_orphans` removes; readers
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from cirgraph.errors import ConfigError, GalleryError, InputError
 from cirgraph.stores import chroma
 from cirgraph.stores.base import Hit, Item
 from cirgraph.stores.chroma import Layout, chunks, get_records
+from cirgraph.stores.sharing import StoreWatch
 
 if TYPE_CHECKING:
     from chromadb.api import ClientAPI
@@ -70,12 +72,36 @@ class Gallery:
                  max_pixels: int | None = None) -> None:
         self.client, self.name, self.layout = client, chroma.check_gallery_name(name), Layout(name)
         self._batch = client.get_max_batch_size()
-        cols = chroma.open_gallery_collections(
-            client, self.layout, chroma.embedding_function("images", embedder, device),
-            chroma.embedding_function("captions", text_embedder, device), create=create, max_pixels=max_pixels,
-            device=device)
+        self._device, self._max_pixels = device, max_pixels
+        # an embedded store may be written by other processes: reads follow them (cirgraph.stores.sharing)
+        self._watch = StoreWatch.of(client)
+        self._generation = self._watch.generation if self._watch is not None else 0
+        self._reopen_lock = threading.Lock()
+        self._open(client, chroma.embedding_function("images", embedder, device),
+                   chroma.embedding_function("captions", text_embedder, device), create=create)
+
+    def _open(self, client: ClientAPI, image_ef: Any, text_ef: Any, *, create: bool) -> None:
+        cols = chroma.open_gallery_collections(client, self.layout, image_ef, text_ef, create=create,
+                                               max_pixels=self._max_pixels, device=self._device)
+        self.client = client
         self._images, self._items, self._captions = cols.images, cols.items, cols.captions  # _items: caption-only
         self._image_ef, self._text_ef = cols.image_ef, cols.text_ef
+
+    def _follow(self) -> None:
+        """Before a read: reopen when another process changed the store since this gallery last looked."""
+        if self._watch is None:
+            return
+        generation = self._watch.check(chroma.reopen_embedded)
+        if generation != self._generation:
+            with self._reopen_lock:
+                if generation != self._generation:
+                    self._open(self._watch.client, self._image_ef, self._text_ef, create=False)
+                    self._generation = generation
+
+    def _changed(self) -> None:
+        """After a write: tell readers in other processes."""
+        if self._watch is not None:
+            self._watch.bump()
 
     # --- what the gallery is -------------------------------------------------------------------------------
 
@@ -126,9 +152,11 @@ class Gallery:
 
     @property
     def has_captions(self) -> bool:
+        self._follow()
         return self._captions is not None and self._guard("count", self._captions.count) > 0
 
     def count(self) -> int:
+        self._follow()
         return self._guard("count", self.items_collection.count)
 
     def _guard(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -141,10 +169,12 @@ class Gallery:
 
     def existing(self, ids: Sequence[str]) -> dict[str, str | None]:
         """id -> stored uri, for the ids that have an item record."""
+        self._follow()
         return {r["id"]: r["uris"] for r in get_records(self.items_collection, self._what("get"), ["uris"], ids=ids)}
 
     def captions_of(self, ids: Sequence[str]) -> dict[str, list[str]]:
         """id -> stored captions in order, for the ids that have any."""
+        self._follow()
         return {i: [r["documents"] for r in rows] for i, rows in self._caption_rows(ids, ["documents"]).items()}
 
     def _caption_rows(self, ids: Sequence[str], include: list[str]) -> dict[str, list[dict]]:
@@ -159,22 +189,26 @@ class Gallery:
 
     def iter_items(self) -> Iterator[tuple[str, str | None, dict[str, Any]]]:
         """Every item as (id, uri, metadata), page by page."""
+        self._follow()
         for r in chroma.page_records(self.items_collection, self._what("get"), ["uris", "metadatas"]):
             yield r["id"], r["uris"], r["metadatas"] or {}
 
     def get(self, ids: Sequence[str]) -> dict[str, Item]:
+        self._follow()
         records = get_records(self.items_collection, self._what("get"), ["uris", "metadatas"], ids=ids)
         captions = self.captions_of([r["id"] for r in records])
         return {r["id"]: Item(id=r["id"], uri=r["uris"], captions=captions.get(r["id"], []),
                               metadata=dict(r["metadatas"] or {})) for r in records}
 
     def image_embeddings(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
+        self._follow()
         if self._images is None:
             return {}
         records = get_records(self._images, self._what("get"), ["embeddings"], ids=ids)
         return {r["id"]: np.asarray(r["embeddings"], dtype=np.float32) for r in records}
 
     def caption_embeddings(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
+        self._follow()
         rows = self._caption_rows(ids, ["embeddings"])
         return {i: np.asarray([r["embeddings"] for r in rs], dtype=np.float32) for i, rs in rows.items()}
 
@@ -182,6 +216,7 @@ class Gallery:
                      exclude_ids: Sequence[str] = ()) -> list[Hit]:
         """Top-k by image similarity. Excluded ids are over-fetched (k + len(exclude)): in benchmarks/bench_hnsw.py
         that is several times faster than a `$nin` metadata filter, which makes Chroma scan the metadata."""
+        self._follow()
         vec, exclude = query_vector(embedding, k), set(exclude_ids)
         n = min(k + len(exclude), self.count()) if self._images is not None else 0
         if n == 0:
@@ -204,6 +239,7 @@ class Gallery:
         Captions are over-fetched (k + excluded items, times the mean captions per item) and the request doubles
         until k distinct items are found: measured several times faster than a `$nin` filter.
         """
+        self._follow()
         vec, exclude = query_vector(embedding, k), set(exclude_ids)
         total = self._guard("count", self._captions.count) if self._captions is not None else 0
         if total == 0:
@@ -240,6 +276,7 @@ class Gallery:
             if all(it.uri for it in chunk):
                 kwargs["uris"] = [it.uri for it in chunk]
             self._guard("write items", self.items_collection.upsert, **kwargs)
+        self._changed()
 
     def replace_captions(self, items: Sequence[NewItem]) -> None:
         """Make the stored captions of `items` exactly theirs (item records are not touched)."""
@@ -258,6 +295,7 @@ class Gallery:
             self._guard("write captions", col.upsert, ids=[r[0] for r in chunk], documents=[r[1] for r in chunk],
                         embeddings=np.asarray([r[2] for r in chunk], dtype=np.float32),
                         metadatas=[r[3] for r in chunk])
+        self._changed()
 
     def _ensure_captions(self) -> Collection:
         if self._captions is None:
@@ -270,6 +308,7 @@ class Gallery:
         for chunk in chunks(list(uris.items()), self._batch):
             self._guard("update uris", self.items_collection.update, ids=[i for i, _ in chunk],
                         uris=[u for _, u in chunk])
+        self._changed()
 
     def delete(self, ids: Sequence[str]) -> None:
         """Remove items: the item records first, then their captions (an interruption leaves orphans to sweep)."""
@@ -277,6 +316,7 @@ class Gallery:
             self._guard("delete items", self.items_collection.delete, ids=list(chunk))
         if self._captions is not None:
             chroma.delete_where_in(self._captions, self._what("delete captions"), "item_id", ids)
+        self._changed()
 
     def sweep_orphans(self) -> int:
         """Delete caption records whose item has no record (left by an interrupted write); return how many."""
@@ -287,6 +327,8 @@ class Gallery:
         present = self.existing(list(per_item))
         orphans = [i for i in per_item if i not in present]
         chroma.delete_where_in(self._captions, self._what("delete captions"), "item_id", orphans)
+        if orphans:
+            self._changed()
         return sum(per_item[i] for i in orphans)
 
     def __repr__(self) -> str:

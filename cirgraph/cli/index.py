@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -31,6 +31,18 @@ def gallery_exists(settings: object, name: str) -> bool:
     from cirgraph.stores.chroma import gallery_names, make_client
 
     return name in gallery_names(make_client(settings))
+
+
+def _writer(settings: Any, err: Console) -> Any:
+    """The embedded store's writer lock (cirgraph.stores.sharing); a Chroma server orders writes itself."""
+    import contextlib
+
+    from cirgraph.stores.sharing import write_lock
+
+    if settings.uses_chroma_server:
+        return contextlib.nullcontext()
+    return write_lock(settings.galleries_dir / "chroma", on_wait=lambda holder: err.print(
+        f"waiting for another writer of this gallery store ({holder}) to finish...", highlight=False, markup=False))
 
 
 class _Progress:
@@ -118,21 +130,24 @@ def index(
     table = load_captions(captions) if captions is not None else None  # a bad file fails before any write
     scan = scan_path(path) if path is not None else None  # so does a missing or image-less PATH
     captioner = factory.build_captioner(settings) if caption_with_model else None  # and a missing vision model
-    existed = gallery_exists(settings, gallery)
-    store = factory.open_gallery(settings, gallery, create=True, kind="images" if scan else "captions")
     err = Console(stderr=True, soft_wrap=True)
-    with _Progress(err, "indexed" if scan else "captions") as progress:
-        if scan is not None:
-            indexer = Indexer(store, captioner=captioner, batch_size=batch_size, max_pixels=settings.max_image_pixels,
-                              max_concurrency=settings.max_concurrency, progress=progress)
-            report = indexer.index(scan, captions=table, prune=prune)
-        else:
-            report = import_captions(store, table, prune=prune, progress=progress)
+    # one writer at a time per embedded store: a second run waits, then skips what the first added
+    with _writer(settings, err):
+        existed = gallery_exists(settings, gallery)
+        store = factory.open_gallery(settings, gallery, create=True, kind="images" if scan else "captions")
+        with _Progress(err, "indexed" if scan else "captions") as progress:
+            if scan is not None:
+                indexer = Indexer(store, captioner=captioner, batch_size=batch_size,
+                                  max_pixels=settings.max_image_pixels, max_concurrency=settings.max_concurrency,
+                                  progress=progress)
+                report = indexer.index(scan, captions=table, prune=prune)
+            else:
+                report = import_captions(store, table, prune=prune, progress=progress)
+        nothing = report.failed and not (report.added or report.updated or report.moved or report.skipped)
+        if nothing and not existed:  # every input failed: leave no empty gallery behind
+            drop_gallery(make_client(settings), gallery)
     if table is not None:
         _warn_unknown(err, report, captions)
-    nothing = report.failed and not (report.added or report.updated or report.moved or report.skipped)
-    if nothing and not existed:  # every input failed: leave no empty gallery behind
-        drop_gallery(make_client(settings), gallery)
     if json_out:
         typer.echo(json.dumps({"gallery": gallery, **report.to_dict()}))
     else:
