@@ -62,7 +62,7 @@ def scan_path(path: str | os.PathLike) -> Scan:
     """List image files (by suffix) under a folder, following links to folders once (loops are cut), or one file."""
     root = Path(path).absolute()
     if not root.exists():
-        raise InputError(str(root), "no such file or directory" if not root.is_symlink() else "broken symbolic link")
+        raise InputError(str(root), _missing_reason(root))
     if not root.is_dir():
         return Scan(root=root, files=[root])
     scan, visited = Scan(root=root, files=[]), set()
@@ -86,6 +86,20 @@ def scan_path(path: str | os.PathLike) -> Scan:
         detail = f"; {scan.failed[0].path}: {scan.failed[0].reason}" if scan.failed else ""
         raise InputError(str(root), f"folder holds no image files ({scan.ignored} other files ignored){detail}")
     return scan
+
+
+def _missing_reason(path: Path) -> str:
+    """Why `path` does not exist: no such file, a link to nothing, or a loop of links."""
+    import errno
+
+    if not path.is_symlink():
+        return "no such file or directory"
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "symbolic link loop"
+    return "broken symbolic link"
 
 
 def clean_metadata(metadata: Mapping[str, Any]) -> dict[str, Any]:

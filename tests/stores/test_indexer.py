@@ -260,3 +260,18 @@ def test_large_photos_are_shrunk_before_the_model_but_keep_their_size_in_metadat
     assert seen == [(300, 200)]  # 600x400 -> shorter side 200
     item = next(iter(gallery.get([content_hash((photos / "coffee.jpg").read_bytes())]).values()))
     assert (item.metadata["width"], item.metadata["height"]) == (600, 400)
+
+
+def test_a_link_loop_given_as_the_path_is_named_a_loop(tmp_path) -> None:
+    from cirgraph.errors import InputError
+    from cirgraph.stores.scan import scan_path
+
+    os.symlink(tmp_path / "b.jpg", tmp_path / "a.jpg")
+    os.symlink(tmp_path / "a.jpg", tmp_path / "b.jpg")
+    os.symlink(tmp_path / "nowhere.jpg", tmp_path / "dangling.jpg")
+    with pytest.raises(InputError, match="symbolic link loop"):
+        scan_path(tmp_path / "a.jpg")
+    with pytest.raises(InputError, match="broken symbolic link"):
+        scan_path(tmp_path / "dangling.jpg")
+    with pytest.raises(InputError, match="no such file or directory"):
+        scan_path(tmp_path / "missing.jpg")

@@ -82,3 +82,17 @@ def test_concurrent_index_runs_on_a_new_store_take_turns(tmp_path: Path, trial: 
     size = open_gallery(Settings(), "g").count()
     assert size == 18 and sum(added) == size, added
     assert any("waiting for another writer" in err for _, _, err in outs)
+
+
+def test_a_long_lived_retriever_finds_items_indexed_meanwhile(tmp_path: Path) -> None:
+    from cirgraph.retriever import Retriever
+
+    assert index(write(tmp_path / "first.json", FIRST)).wait(120) == 0
+    retriever = Retriever.from_settings(gallery="g", preset="modification-only")
+    try:
+        before = retriever.search("photo-0", "a green kite over a beach", k=3)
+        assert index(write(tmp_path / "more.json", MORE)).wait(120) == 0
+        after = retriever.search("photo-0", "a green kite over a beach", k=3)
+    finally:
+        retriever.close()
+    assert "new-0" not in before.ids and after.ids[0] == "new-0"
