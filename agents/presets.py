@@ -85,8 +85,8 @@ def default_preset(*, has_llm: bool) -> tuple[str, str]:
     """The preset to use when none is asked for, and why, in words: the small-model configuration when an LLM is
     configured, else the best preset that needs no LLM."""
     if has_llm:
-        return LLM_DEFAULT, "an LLM is configured; the full pipeline needs a large one (--preset reflect)"
-    return NO_LLM_DEFAULT, "no LLM is configured (CIRGRAPH_LLM_BASE_URL); it needs none"
+        return LLM_DEFAULT, "an LLM is configured; for a large one the full pipeline is --preset reflect"
+    return NO_LLM_DEFAULT, "no LLM is configured, and it needs none; with CIRGRAPH_LLM_BASE_URL set: small-model"
 
 
 def names() -> list[str]:

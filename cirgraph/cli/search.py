@@ -48,18 +48,26 @@ async def _run(retriever: Retriever, reference: Any, text: str, k: int, caption:
 
 
 def _table(result: SearchResult) -> Any:
+    """The results with the columns that carry data (a caption gallery has no image score, a run without rerank
+    no verdict); numbers never wrap, long paths fold."""
     from rich.table import Table
 
-    table = Table(title=f"{len(result.hits)} results", title_justify="left")
-    for col in ("#", "id", "score", "image", "caption", "mod", "ref", "props", "verdict", "uri"):
-        table.add_column(col, justify="right" if col not in ("id", "uri") else "left", overflow="fold",
-                         no_wrap=col == "id")  # an id must stay copyable; the other columns give way
     fmt = lambda v: "" if v is None else f"{v:.3f}"  # noqa: E731
-    for h in result.hits:
-        c = h.components
-        table.add_row(str(h.rank), h.id, fmt(h.score), fmt(c.get("text_image")), fmt(c.get("text_caption")),
-                      fmt(c.get("modification")), fmt(c.get("reference")), fmt(c.get("propositions")),
-                      fmt(h.verdict), h.uri or "")
+    columns = {"#": lambda h: str(h.rank), "id": lambda h: h.id, "score": lambda h: fmt(h.score),
+               "image": lambda h: fmt(h.components.get("text_image")),
+               "caption": lambda h: fmt(h.components.get("text_caption")),
+               "mod": lambda h: fmt(h.components.get("modification")),
+               "ref": lambda h: fmt(h.components.get("reference")),
+               "props": lambda h: fmt(h.components.get("propositions")),
+               "verdict": lambda h: fmt(h.verdict), "uri": lambda h: h.uri or ""}
+    rows = [{name: cell(h) for name, cell in columns.items()} for h in result.hits]
+    shown = [name for name in columns if name in ("#", "id", "score") or any(row[name] for row in rows)]
+    table = Table(title=f"{len(result.hits)} results", title_justify="left")
+    for col in shown:  # an id must stay copyable and a number readable; only a path gives way
+        table.add_column(col, justify="left" if col in ("id", "uri") else "right", no_wrap=col != "uri",
+                         overflow="fold")
+    for row in rows:
+        table.add_row(*(row[col] for col in shown))
     return table
 
 

@@ -125,3 +125,16 @@ def test_without_a_preset_the_default_fits_the_configured_models(images: Path, m
     assert res.exit_code == 0, res.output
     assert search_cli.open_retriever.opened[-1] == ("default", "small-model")
     assert res.stderr.startswith("preset: small-model (an LLM is configured")
+
+
+def test_the_table_shows_only_columns_with_data_and_keeps_numbers_whole(images: Path) -> None:
+    res = _run("--image", str(images / "blue-dress.png"), "--text", "make it red", "-k", "3", "--preset",
+               "modification-only")
+    assert res.exit_code == 0, res.output
+    header = next(line for line in res.stdout.splitlines() if "score" in line)
+    assert "verdict" not in header and "props" not in header and "ref" not in header
+    rows = [[cell.strip() for cell in line.strip("│").split("│")] for line in res.stdout.splitlines()
+            if line.startswith("│")]
+    assert [r[0] for r in rows if r[0]] == ["1", "2", "3"]
+    for row in rows:  # a long path may fold onto more lines; the numbers never do
+        assert all(len(cell) == 5 for cell in row[2:-1]) if row[0] else not any(row[:-1])
