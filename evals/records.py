@@ -134,6 +134,15 @@ class RunRecord(_Record):
         return total / max(1, self.counts.get("queries", 0))
 
 
+def _read_umask() -> int:
+    mask = os.umask(0o022)  # os.umask only sets it: read it by setting and restoring, once, at import
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
+
+
 def write_atomic(path: Path, text: str) -> Path:
     """Write `text` to `path` through a temporary file in the same folder and os.replace: readers see the old file
     or the new one, never half of one."""
@@ -144,6 +153,7 @@ def write_atomic(path: Path, text: str) -> Path:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; a record is as readable as the rest of the run
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -130,3 +130,15 @@ def test_plot_writes_svg_without_matplotlib_and_png_with_it(tmp_path: Path) -> N
     pytest.importorskip("matplotlib")
     png = plot(records, tmp_path / "chart.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_atomic_writes_are_as_readable_as_ordinary_files(tmp_path) -> None:
+    import os
+    import stat
+
+    from cirgraph.evals.records import write_atomic
+
+    written = write_atomic(tmp_path / "record.json", "{}")
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")
+    assert stat.S_IMODE(os.stat(written).st_mode) == stat.S_IMODE(os.stat(plain).st_mode)
