@@ -89,7 +89,7 @@ class Retriever:
         from cirgraph.settings import Settings as _Settings
 
         settings = settings or _Settings()
-        config = as_config(preset, has_llm=settings.has_llm)
+        config = as_config(preset if preset is not None else settings.default_preset()[0])
         parts = build_components(settings, gallery=gallery, config=config)
         return cls(**{**parts, **kwargs}, config=config)
 

@@ -102,8 +102,14 @@ class Settings(BaseSettings):
         default preset is one that calls no LLM (cirgraph.agents.presets.default_preset)."""
         return self.llm_base_url is not None or self.llm_model is not None
 
-    def default_preset(self) -> tuple[str, str]:
-        """The preset used when none is asked for, and why."""
+    def default_preset(self) -> tuple[Any, str]:
+        """The configuration used when none is asked for, and why: the configured models' profile (written by
+        `cirgraph eval calibrate`) as a PipelineConfig, else the name of the default preset for them."""
         from cirgraph.agents.presets import default_preset
+        from cirgraph.profiles import load_profile
 
+        found = load_profile(self)
+        if found is not None:
+            profile, path = found
+            return profile.config(), profile.reason(path)
         return default_preset(has_llm=self.has_llm)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 
 PRESET_HELP = ("Pipeline configuration: modification-only, caption-only, caption+modification, modification+reference, "
@@ -14,21 +16,19 @@ def preset_option(help_text: str = PRESET_HELP) -> typer.models.OptionInfo:
     return typer.Option(None, "--preset", "-p", help=help_text, show_default=False)
 
 
-def chosen_preset(name: str | None, *, announce: bool = True) -> str:
-    """`name`, or the default preset for the configured models, said in one line on stderr (see `announce`)."""
+def chosen_preset(name: str | None, *, announce: bool = True) -> Any:
+    """`name`, or the default for the configured models (their profile's configuration, else a preset name), said in
+    one line on stderr unless `announce` is False."""
     if name is not None:
         return name
     from cirgraph.settings import Settings
 
-    name, why = Settings().default_preset()
+    chosen, why = Settings().default_preset()
     if announce:
-        announce_default(name, why)
-    return name
+        announce_default(chosen, why)
+    return chosen
 
 
-def announce_default(name: str, why: str | None = None) -> None:
-    if why is None:
-        from cirgraph.settings import Settings
-
-        why = Settings().default_preset()[1]
-    typer.echo(f"preset: {name} ({why})", err=True)
+def announce_default(chosen: Any, why: str) -> None:
+    label = chosen if isinstance(chosen, str) else (chosen.preset or "custom")
+    typer.echo(f"preset: {label} ({why})", err=True)

@@ -124,8 +124,9 @@ class _Reporter:
             self._bar.stop()
 
 
-def parse_config(preset_name: str, variants: list[str], settings: list[str]) -> PipelineConfig:
-    """A preset with prompt variants (STAGE=VARIANT) and settings (NAME=VALUE) applied; its label names them."""
+def parse_config(preset_name: str | PipelineConfig, variants: list[str], settings: list[str]) -> PipelineConfig:
+    """A preset (or a configuration, e.g. a profile's) with prompt variants (STAGE=VARIANT) and settings
+    (NAME=VALUE) applied; its label names them."""
     from dataclasses import fields
 
     from cirgraph.agents.context import PipelineConfig
@@ -143,8 +144,9 @@ def parse_config(preset_name: str, variants: list[str], settings: list[str]) -> 
                                  " rerank, reflect)" if option == "--variant" else
                                  f"expected NAME=VALUE with NAME one of: {', '.join(types)}")
             changes[name] = _typed(str(types[name]), value.strip(), f"{option} {item!r}")
-    label = "+".join([preset_name, *variants, *settings])
-    return preset(preset_name, **changes, preset=label) if changes else preset(preset_name)
+    base = preset(preset_name) if isinstance(preset_name, str) else preset_name
+    label = "+".join([base.preset or "custom", *variants, *settings])
+    return base.with_(**changes, preset=label) if changes else base
 
 
 def _typed(kind: str, value: str, subject: str) -> Any:
@@ -225,9 +227,12 @@ def run(
     from cirgraph.evals.runner import evaluate
     from cirgraph.settings import Settings
 
-    config = parse_config(chosen_preset(preset_name, announce=False), variant, setting)
+    chosen = chosen_preset(preset_name, announce=False)
+    config = parse_config(chosen, variant, setting)
     if preset_name is None:  # said once the inputs are known to be good
-        announce_default(config.preset or "")
+        from cirgraph.settings import Settings
+
+        announce_default(config, Settings().default_preset()[1])
     spec = _spec(benchmark, split, data, images, captions, queries, config, category, limit, concurrency, depth,
                  out, fresh, offset)
     reporter = _Reporter(enabled=not quiet)
@@ -266,6 +271,59 @@ def ladder(
         reporter.close()
     base = out or settings.home / "runs" / f"ladder-{spec.benchmark}-{spec.split}-{spec.mode}"
     _print_comparison(records, as_json, Path(base) / "ladder.png")
+
+
+_CANDIDATES = typer.Option("modification-only,modification+reference,small-model", "--candidates",
+                           help="Comma-separated presets to choose from; those needing a model that is not "
+                                "configured are left out.")
+
+
+@eval_app.command("calibrate")
+def calibrate(
+    benchmark: str = _BENCHMARK, split: str = _SPLIT, data: Path = _DATA,
+    images: Optional[Path] = _IMAGES, captions: Optional[Path] = _CAPTIONS,  # noqa: UP007
+    queries: Optional[Path] = _QUERIES, candidates: str = _CANDIDATES,  # noqa: UP007
+    category: list[str] = _CATEGORY, limit: Optional[int] = _LIMIT, offset: int = _OFFSET,  # noqa: UP007
+    concurrency: int = _CONCURRENCY, depth: Optional[int] = _DEPTH,  # noqa: UP007
+    out: Optional[Path] = _LADDER_OUT, fresh: bool = _FRESH, as_json: bool = _JSON, quiet: bool = _QUIET,  # noqa: UP007
+) -> None:
+    """Run candidate presets on a slice with the configured models and keep the best (by the benchmark's main
+    score) as their profile: search, chat, ui, the SDK and eval use it when no preset is given."""
+    from cirgraph.components import needed_models
+    from cirgraph.errors import InputError
+    from cirgraph.evals.runner import ladder as run_ladder
+    from cirgraph.profiles import Profile, model_key, save_profile
+    from cirgraph.settings import Settings
+
+    settings = Settings()
+    configs = [parse_config(name.strip(), [], []) for name in candidates.split(",") if name.strip()]
+    usable = [c for c in configs if not needed_models(c, has_images=images is not None)[0] or settings.has_llm]
+    if not usable:
+        raise InputError("--candidates", "every candidate needs an LLM and none is configured (CIRGRAPH_LLM_BASE_URL)")
+    spec = _spec(benchmark, split, data, images, captions, queries, usable[0], category, limit, concurrency, depth,
+                 out, fresh, offset)
+    reporter = _Reporter(enabled=not quiet)
+    try:
+        records = run_ladder(spec, usable, settings, reporter=reporter)
+    finally:
+        reporter.close()
+    scored = [r for r in records if r.main_value is not None]
+    if not scored:
+        raise InputError(f"{benchmark} {split}", "has no ground truth to calibrate on (use a split with targets)")
+    best = max(scored, key=lambda r: (r.main_value, -r.per_query("calls")))
+    profile = Profile(
+        preset=best.preset, models=model_key(settings), criterion=best.main_score,
+        measured_on={"benchmark": best.benchmark, "split": best.split, "mode": best.mode,
+                     "queries": best.counts.get("queries", 0), "offset": offset, "limit": limit,
+                     "query_file": str(queries) if queries else None},
+        candidates=[{"preset": r.preset, "metrics": r.metrics, "calls_per_query": round(r.per_query("calls"), 3),
+                     "model_seconds_per_query": round(r.per_query("cost_seconds"), 3)} for r in records])
+    path = save_profile(settings, profile)
+    if as_json:
+        typer.echo(json.dumps({"profile": str(path), **profile.model_dump()}))
+        return
+    _print_comparison(records, False, None)
+    typer.echo(f"profile: {path} (preset {best.preset}: {best.main_score} {best.main_value:.2f})")
 
 
 @eval_app.command("compare")

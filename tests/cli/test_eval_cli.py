@@ -159,3 +159,38 @@ def test_a_killed_run_resumes_and_loses_only_queries_in_flight(captions: Path, t
     assert sorted(line["id"] for line in lines) == sorted(str(q["pairid"]) for q in QUERIES)
     record = json.loads((out / "record.json").read_text())
     assert record["counts"]["resumed"] == len(finished) and record["metrics"]["R@1"] == 100.0
+
+
+def test_calibrate_writes_a_profile_that_becomes_the_default(server, captions: Path, tmp_path: Path) -> None:
+    from cirgraph.profiles import load_profile
+    from cirgraph.settings import Settings
+
+    res = cli("calibrate", "cirr", "--split", "val", "--data", str(CIRR), "--captions", str(captions),
+              "--candidates", "modification-only,cirevl", "--out", str(tmp_path / "cal"), "-q", "--json")
+    written = json.loads(res.stdout)
+    assert written["criterion"] == "(R@5+Rs@1)/2" and len(written["candidates"]) == 2
+    # the fixture's targets are captioned with their modification text: cirevl's descriptions find them
+    assert written["preset"] == max(written["candidates"], key=lambda c: c["metrics"]["(R@5+Rs@1)/2"])["preset"]
+    assert written["measured_on"]["queries"] == len(QUERIES) and written["models"]["llm"] == "fake-model"
+    profile, path = load_profile(Settings())
+    assert str(path) == written["profile"] and profile.preset == written["preset"]
+    assert Settings().default_preset()[1].startswith(f"profile {path.name}: best (R@5+Rs@1)/2 of 2 candidates")
+    run = CliRunner().invoke(app, ["eval", "run", "cirr", "--split", "val", "--data", str(CIRR), "--captions",
+                                   str(captions), "--out", str(tmp_path / "run"), "-q", "--json"],
+                             catch_exceptions=False)
+    assert run.exit_code == 0, run.output
+    assert f"-{written['preset']}-" in json.loads(run.stdout)["run_id"] and "preset: " in run.stderr
+    path.write_text("{not json")
+    broken = CliRunner().invoke(app, ["eval", "run", "cirr", "--split", "val", "--data", str(CIRR)])
+    assert broken.exit_code != 0
+
+
+def test_calibrate_leaves_out_candidates_whose_model_is_missing(captions: Path, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CIRGRAPH_TEXT_EMBEDDER", "hash:64")
+    monkeypatch.setenv("CIRGRAPH_EMBEDDER", "")
+    res = cli("calibrate", "cirr", "--split", "val", "--data", str(CIRR), "--captions", str(captions),
+              "--candidates", "modification-only,small-model", "--out", str(tmp_path / "cal"), "-q", "--json")
+    written = json.loads(res.stdout)
+    assert [c["preset"] for c in written["candidates"]] == ["modification-only"]
+    assert written["preset"] == "modification-only" and written["models"]["llm"] is None
