@@ -68,3 +68,10 @@ class Revision(_Schema):
 
     diagnosis: str = Field(description="Why the previous descriptions probably led to the failures (1-2 sentences).")
     descriptions: list[str] = Field(min_length=1, description="Revised captions of the target image.")
+
+
+class Checks(_Schema):
+    """decompose, small models: what the target must show and must not show, as short phrases."""
+
+    show: list[str] = Field(description="Short phrases the wanted photo must show, most important first.")
+    avoid: list[str] = Field(description="Short phrases the wanted photo must not show (may be empty).")

@@ -8,7 +8,8 @@ A template is one user message, or a conversation: lines `### system`, `### user
 so worked examples reach a small model as real chat turns (its chat template formats them as it was trained to).
 A template declares what its reply is with top-level `{% set %}` lines, read back as `Rendered.meta`:
 `output` ("json", the default: a schema-validated object; "sentence": one plain-text sentence; "yes_no": one word,
-scored by its log-probability where the server gives it) and `max_tokens` (the reply cap).
+scored by its log-probability where the server gives it; "checks": the smallest proposition schema, two lists of
+phrases) and `max_tokens` (the reply cap).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_\-]*$")
 _PACKAGE = "cirgraph.prompts"
 _TURN = re.compile(r"^### (system|user|assistant)[ \t]*$", re.M)
-OUTPUTS = ("json", "sentence", "yes_no")
+OUTPUTS = ("json", "sentence", "yes_no", "checks")
 
 
 @dataclass(frozen=True, slots=True)

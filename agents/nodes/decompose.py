@@ -16,7 +16,7 @@ from cirgraph.agents.context import PipelineConfig
 from cirgraph.agents.nodes._trace import degraded, traced
 from cirgraph.agents.nodes.recompose import words
 from cirgraph.agents.query import baseline_query
-from cirgraph.agents.schemas import Propositions
+from cirgraph.agents.schemas import Checks, Proposition, Propositions
 from cirgraph.agents.services import Services
 from cirgraph.agents.state import PipelineState
 from cirgraph.errors import ModelError
@@ -52,14 +52,20 @@ async def decompose(state: PipelineState, runtime: Runtime[PipelineConfig], *, s
                     modification=state["modification"], max_propositions=ctx.max_propositions)
     update: dict[str, Any] = {"prompts": {"decompose": prompt.ref()}}
     try:
-        out = await services.llm.complete(prompt.messages(), schema=Propositions,
-                                               max_tokens=prompt.max_tokens)
+        if prompt.output == "checks":  # a small model: two lists of phrases; the questions are written here
+            checks = await services.llm.complete(prompt.messages(), schema=Checks, max_tokens=prompt.max_tokens)
+            found = [Proposition(text=t, polarity=pol, question=f"Does the photo show {t}?")
+                     for pol, texts in (("must_show", checks.show), ("must_not_show", checks.avoid))
+                     for t in texts if t.strip()]
+        else:
+            found = (await services.llm.complete(prompt.messages(), schema=Propositions,
+                                                 max_tokens=prompt.max_tokens)).propositions
     except ModelError as exc:
         return {**update, "propositions": [], "degraded": [degraded("decompose", exc, "no propositions")]}
     inputs = [x for x in (target_text(state), state.get("caption"), state["modification"]) if x]
     seen: set[str] = set()
     props, copied = [], []
-    for p in out.propositions:
+    for p in found:
         key = " ".join(p.question.lower().split())
         if ctx.check_outputs and any(copied_example(t, prompt=prompt.text, inputs=inputs)
                                      for t in (p.text, p.question)):

@@ -111,3 +111,19 @@ async def test_reflect_revises_in_one_sentence_when_the_checks_fail(world) -> No
     assert res.rounds == 2 and res.descriptions == ["Revised: a bright red dress."]
     assert res.reflections[0]["decision"] == "revise" and res.reflections[0]["confidence"] == 0.0
     assert res.prompts["reflect"]["template"] == "reflect/small"
+
+
+async def test_decompose_small_lists_phrases_and_writes_the_questions(world) -> None:
+    rules = [("You list what a wanted photo must show",
+              {"show": ["a red dress", "a hanger", "a wooden table"], "avoid": ["a blue dress", " "]}),
+             (SMALL_KEY, "A red dress on a hanger.")]
+    llm = ScriptedChatModel(rules, name="small-llm")
+    config = preset("small-model", decompose=True, decompose_prompt="small")
+    res = await world.retriever(config, models=(llm, None)).asearch(world.path("blue-dress"), "make it red",
+                                                                    caption="a blue dress on a hanger")
+    assert res.propositions == [
+        {"text": "a red dress", "polarity": "must_show", "question": "Does the photo show a red dress?"},
+        {"text": "a hanger", "polarity": "must_show", "question": "Does the photo show a hanger?"},
+        {"text": "a blue dress", "polarity": "must_not_show", "question": "Does the photo show a blue dress?"},
+    ]  # "a wooden table" is the prompt's own example, named nowhere in the query: dropped
+    assert "copied from the prompt's examples" in res.degraded[0]["reason"]

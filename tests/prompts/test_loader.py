@@ -81,6 +81,10 @@ SMALL = {
     "rerank": {"mode": "caption", "with_reference": False, "captions": ["a red dress", "on a hanger"],
                "target": "a red dress", "questions": []},
     "caption": {},
+    "decompose": {"target": "a red dress", "modification": "make it red", "caption": "a blue dress",
+                  "max_propositions": 4},
+    "reflect": {"caption": "a blue dress", "modification": "make it red", "descriptions": ["a red dress"],
+                "failures": [], "checked": 3, "n": 1},
 }
 
 
@@ -89,9 +93,11 @@ def test_small_variants_are_chat_turns_that_declare_a_small_reply(stage: str) ->
     out = loader.render(stage, "small", **SMALL[stage])
     roles = [role for role, _ in out.turns]
     assert roles[-1] == "user" and all(text and "{{" not in text for _, text in out.turns)
-    assert out.output in ("sentence", "yes_no") and out.max_tokens <= 48
+    assert out.output in ("sentence", "yes_no", "checks") and out.max_tokens <= 96
     assert [m.role for m in out.messages()] == roles
-    if stage != "caption":  # worked examples as turns: system, then (user, assistant) pairs, then the query
+    if stage == "reflect":  # one worked example
+        assert roles == ["system", "user", "assistant", "user"]
+    elif stage != "caption":  # worked examples as turns: system, then (user, assistant) pairs, then the query
         assert roles == ["system", "user", "assistant", "user", "assistant", "user"]
 
 
@@ -100,7 +106,7 @@ def test_small_variants_fail_loudly_on_a_missing_variable(stage: str) -> None:
     if not SMALL[stage]:
         pytest.skip("takes no variables")
     variables = dict(SMALL[stage])
-    variables.pop(next(iter(variables)))
+    variables.pop("modification" if "modification" in variables else "target")
     with pytest.raises(InputError, match=f"prompt {stage}/small.*missing template variable"):
         loader.render(stage, "small", **variables)
 
