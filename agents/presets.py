@@ -24,8 +24,9 @@ from cirgraph.errors import InputError
 # val queries no weight was chosen on (docs/evaluation.md). The full pipeline ("reflect") needs a large model.
 LLM_DEFAULT = "small-model"
 NO_LLM_DEFAULT = "modification+reference"
-# Fusion of the small-model preset: the description's total weight is 1.0 (cirevl's text weights)
+# modification+reference: the reference's weight beside the modification's 1.0 (chosen on CIRR val dev 1-500)
 NO_LLM_REFERENCE_WEIGHT = 0.15
+# small-model's fusion beside the description's total weight of 1.0 (cirevl's text weights; same queries)
 SMALL_WEIGHTS = {"w_modification": 2.0, "w_reference": 0.4}
 SMALL_RERANK = {"depth": 10, "weight": 0.5}
 

@@ -16,16 +16,15 @@ def preset_option(help_text: str = PRESET_HELP) -> typer.models.OptionInfo:
     return typer.Option(None, "--preset", "-p", help=help_text, show_default=False)
 
 
-def chosen_preset(name: str | None, *, announce: bool = True) -> Any:
+def chosen_preset(name: str | None) -> Any:
     """`name`, or the default for the configured models (their profile's configuration, else a preset name), said in
-    one line on stderr unless `announce` is False."""
+    one line on stderr."""
     if name is not None:
         return name
     from cirgraph.settings import Settings
 
     chosen, why = Settings().default_preset()
-    if announce:
-        announce_default(chosen, why)
+    announce_default(chosen, why)
     return chosen
 
 

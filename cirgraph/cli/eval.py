@@ -21,7 +21,7 @@ import typer
 from typer.core import TyperGroup
 
 from cirgraph.cli import app
-from cirgraph.cli._presets import announce_default, chosen_preset, preset_option
+from cirgraph.cli._presets import announce_default, preset_option
 
 if TYPE_CHECKING:
     from cirgraph.agents.context import PipelineConfig
@@ -227,12 +227,10 @@ def run(
     from cirgraph.evals.runner import evaluate
     from cirgraph.settings import Settings
 
-    chosen = chosen_preset(preset_name, announce=False)
+    chosen, why = (preset_name, None) if preset_name is not None else Settings().default_preset()
     config = parse_config(chosen, variant, setting)
-    if preset_name is None:  # said once the inputs are known to be good
-        from cirgraph.settings import Settings
-
-        announce_default(config, Settings().default_preset()[1])
+    if why is not None:  # said once the inputs are known to be good
+        announce_default(config, why)
     spec = _spec(benchmark, split, data, images, captions, queries, config, category, limit, concurrency, depth,
                  out, fresh, offset)
     reporter = _Reporter(enabled=not quiet)
