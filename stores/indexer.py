@@ -85,7 +85,8 @@ class Indexer:
         name, with or without extension, or path under the folder) or else from the captioner; `metadata` is added
         to every new item."""
         scan = path if isinstance(path, Scan) else scan_path(path)
-        report, extra = IndexReport(ignored=scan.ignored, failed=list(scan.failed)), clean_metadata(metadata or {})
+        report = IndexReport(ignored=scan.ignored, failed=list(scan.failed), links_outside=len(scan.outside))
+        extra = clean_metadata(metadata or {})
         file_captions = self._match_files(captions, scan, report) if captions is not None else {}
         self.embedder  # noqa: B018 -- load the models now: a missing model is fatal before anything is written
         if file_captions or self.captioner is not None:

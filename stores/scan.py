@@ -1,7 +1,9 @@
 """What an indexing run looks at and what it reports: the image files under a path, failures, counts.
 
-Files are picked by image suffix (other files are counted as ignored); links to folders are followed once, so a
-link loop is cut instead of walked forever; unreadable folders are reported, not fatal. A path that does not exist,
+Files are picked by image suffix (other files are counted as ignored). The walk stays inside the given folder:
+links (to folders or files) that resolve outside it are skipped and counted, unless `follow_links` is set; links
+within it are followed once, so a link loop or alias is cut instead of walked forever; unreadable folders are
+reported, not fatal. A path that does not exist,
 or a folder without a single image file, is an InputError: nothing would be indexed. Also the small checks a run
 makes on its inputs: user metadata Chroma can store, paths under the indexed root, a stored file's content.
 """
@@ -36,6 +38,7 @@ class IndexReport:
     updated: int = 0  # existing items whose captions were replaced
     captions: int = 0  # caption records written
     orphans_removed: int = 0
+    links_outside: int = 0  # links resolving outside the indexed folder, skipped (not followed)
     total: int = 0
     failed: list[Failure] = field(default_factory=list)
     duplicates: list[dict[str, str]] = field(default_factory=list)
@@ -50,25 +53,39 @@ class IndexReport:
 
 @dataclass(slots=True)
 class Scan:
-    """The image files under a path (sorted), other files ignored, and folders that could not be read."""
+    """The image files under a path (sorted), other files ignored, folders that could not be read, and the links
+    that were not followed because they lead outside the root (`outside`: link path -> where it resolves)."""
 
     root: Path
     files: list[Path]
     ignored: int = 0
     failed: list[Failure] = field(default_factory=list)
+    outside: dict[str, str] = field(default_factory=dict)
 
 
-def scan_path(path: str | os.PathLike) -> Scan:
-    """List image files (by suffix) under a folder, following links to folders once (loops are cut), or one file."""
+def scan_path(path: str | os.PathLike, *, follow_links: bool = False) -> Scan:
+    """List image files (by suffix) under a folder, or one file. Links that resolve outside the folder are skipped
+    (listed in `Scan.outside`) unless `follow_links`; links are followed at most once either way (loops are cut)."""
     root = Path(path).absolute()
     if not root.exists():
         raise InputError(str(root), _missing_reason(root))
     if not root.is_dir():
         return Scan(root=root, files=[root])
-    scan, visited = Scan(root=root, files=[]), set()
+    scan, visited, real_root = Scan(root=root, files=[]), set(), os.path.realpath(root)
 
     def onerror(exc: OSError) -> None:
         scan.failed.append(Failure(str(exc.filename), exc.strerror or str(exc)))
+
+    def inside(dirpath: str, name: str) -> bool:
+        """False (and recorded) for a link resolving outside the root, unless links are followed anywhere."""
+        full = os.path.join(dirpath, name)
+        if follow_links or not os.path.islink(full):
+            return True
+        target = os.path.realpath(full)
+        if is_under(target, real_root):
+            return True
+        scan.outside[full] = target
+        return False
 
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True, onerror=onerror):
         st = os.stat(dirpath)
@@ -76,15 +93,19 @@ def scan_path(path: str | os.PathLike) -> Scan:
             dirnames[:] = []
             continue
         visited.add((st.st_dev, st.st_ino))
-        dirnames.sort()
+        dirnames[:] = sorted(d for d in dirnames if inside(dirpath, d))
         for name in sorted(filenames):
+            if not inside(dirpath, name):
+                continue
             if Path(name).suffix.lower() in IMAGE_SUFFIXES:
                 scan.files.append(Path(dirpath) / name)
             else:
                 scan.ignored += 1
     if not scan.files:
         detail = f"; {scan.failed[0].path}: {scan.failed[0].reason}" if scan.failed else ""
-        raise InputError(str(root), f"folder holds no image files ({scan.ignored} other files ignored){detail}")
+        links = (f", {len(scan.outside)} links outside it skipped (follow them with --follow-links)"
+                 if scan.outside else "")
+        raise InputError(str(root), f"folder holds no image files ({scan.ignored} other files ignored{links}){detail}")
     return scan
 
 

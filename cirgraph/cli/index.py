@@ -80,6 +80,8 @@ def _summary_lines(name: str, report: IndexReport) -> list[str]:
     lines = [f"gallery {name!r}: {report.added} added, {report.skipped} skipped, {report.moved} moved, "
              f"{report.pruned} pruned, {report.ignored} ignored, {len(report.failed)} failed; "
              f"{report.captions} captions written, {report.updated} items re-captioned; {report.total} items in total"]
+    if report.links_outside:
+        lines.append(f"skipped {report.links_outside} links that lead outside the folder (--follow-links follows them)")
     if report.orphans_removed:
         lines.append(f"removed {report.orphans_removed} captions left by an interrupted run")
     lines += [f"failed: {f.path}: {f.reason}" for f in report.failed]
@@ -109,6 +111,9 @@ def index(
     prune: bool = typer.Option(False, "--prune", help="Remove items whose files under PATH are gone."),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as one JSON object on stdout."),
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="Images embedded per batch."),
+    follow_links: bool = typer.Option(
+        False, "--follow-links", help="Follow links that lead outside PATH (by default they are skipped and "
+                                      "counted); link loops are cut either way."),
 ) -> None:
     """Add images and captions to a gallery. Already indexed content is skipped; a killed run resumes."""
     import click
@@ -128,7 +133,7 @@ def index(
     settings = Settings()
     check_gallery_name(gallery)
     table = load_captions(captions) if captions is not None else None  # a bad file fails before any write
-    scan = scan_path(path) if path is not None else None  # so does a missing or image-less PATH
+    scan = scan_path(path, follow_links=follow_links) if path is not None else None  # so does a missing or image-less PATH
     captioner = factory.build_captioner(settings) if caption_with_model else None  # and a missing vision model
     err = Console(stderr=True, soft_wrap=True)
     # one writer at a time per embedded store: a second run waits, then skips what the first added
