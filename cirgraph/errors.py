@@ -42,15 +42,21 @@ class ModelOutputError(ModelError):
 
 
 class ModelNotFoundError(CirgraphError):
-    """Weights or a processor could not be found locally or on the hub."""
+    """Weights or a processor could not be found locally or on the hub. `hint` says what to do for the model's role
+    (the setting that points to it, what runs without it); without one the message names every model setting."""
 
-    def __init__(self, model: str, reason: str) -> None:
-        self.model = model
+    def __init__(self, model: str, reason: str, hint: str | None = None) -> None:
+        self.model, self.reason, self.hint = model, reason, hint
         super().__init__(
-            f"model {model!r} could not be loaded: {reason}. Download it once on a machine with access to the "
-            "Hugging Face hub (e.g. `huggingface-cli download MODEL --local-dir DIR`) and point cirgraph to the "
-            "folder (CIRGRAPH_EMBEDDER / CIRGRAPH_TEXT_EMBEDDER / CIRGRAPH_LLM_MODEL=DIR)."
+            f"model {model!r} could not be loaded: {reason}. " + (hint or
+            "Download it once on a machine with access to the Hugging Face hub (e.g. `huggingface-cli download "
+            "MODEL --local-dir DIR`) and point cirgraph to the folder (CIRGRAPH_EMBEDDER / CIRGRAPH_TEXT_EMBEDDER / "
+            "CIRGRAPH_LLM_MODEL / CIRGRAPH_VLM_MODEL=DIR).")
         )
+
+    def with_hint(self, hint: str) -> ModelNotFoundError:
+        """The same error with the advice for the model's role."""
+        return ModelNotFoundError(self.model, self.reason, hint)
 
 
 class GalleryError(CirgraphError):

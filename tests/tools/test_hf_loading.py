@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -61,6 +62,9 @@ def test_offline_mode_follows_the_argument_and_the_environment(monkeypatch: pyte
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
     assert not offline_mode() and offline_mode(True)
+    monkeypatch.setenv("CIRGRAPH_OFFLINE", "1")
+    assert offline_mode()
+    monkeypatch.delenv("CIRGRAPH_OFFLINE")
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "yes")
     assert offline_mode()
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "0")
@@ -105,7 +109,8 @@ def _fake_loader(calls: list[tuple[str, bool]]):
     return loader
 
 
-def test_a_part_missing_from_the_cache_is_fetched_only_when_online() -> None:
+def test_a_part_missing_from_the_cache_is_fetched_only_when_online(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(hf_loading, "_hub_state", {hf_loading.hub_endpoint(): None})  # the hub answered
     calls: list[tuple[str, bool]] = []
     online = ModelSource("org/m", "/cache/snap", local=True, offline=False, hub_id="org/m")
     assert load_pretrained(online, _fake_loader(calls), what="weights") == "downloaded"
@@ -172,3 +177,62 @@ def test_dtype_names() -> None:
     assert torch_dtype(None) is None
     with pytest.raises(InputError, match="dtype"):
         torch_dtype("float7")
+
+
+@pytest.fixture
+def closed_port() -> int:
+    """A local port nothing listens on: a connection to it is refused at once."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_an_unreachable_hub_is_checked_once_said_once_and_never_retried(
+    closed_port: int, hub_cache: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{closed_port}")
+    monkeypatch.setattr(hf_loading, "_hub_state", {})
+    probes: list[str] = []
+    probe = hf_loading._probe
+    monkeypatch.setattr(hf_loading, "_probe", lambda endpoint, timeout: probes.append(endpoint) or probe(endpoint,
+                                                                                                        timeout))
+    calls: list[tuple[str, bool]] = []
+    for name in ("org/first", "org/second"):
+        source = resolve_model(name)
+        assert not source.local
+        with pytest.raises(ModelNotFoundError, match="unreachable") as info:
+            load_pretrained(source, _fake_loader(calls), what="weights")
+        assert info.value.model == name and f"127.0.0.1:{closed_port}" in str(info.value)
+    assert calls == [] and probes == [f"http://127.0.0.1:{closed_port}"]  # no download attempt, one check
+    said = [line for line in capsys.readouterr().err.splitlines() if "unreachable" in line]
+    assert len(said) == 1 and "CIRGRAPH_OFFLINE=1" in said[0]
+
+
+def test_an_unreachable_hub_fails_a_real_load_with_the_clear_error(
+    closed_port: int, hub_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{closed_port}")
+    monkeypatch.setattr(hf_loading, "_hub_state", {})
+    with pytest.raises(ModelNotFoundError, match="not in the local Hugging Face cache and the model hub") as info:
+        HFTextEmbedder("nobody-here/no-such-model")
+    assert "nobody-here/no-such-model" in str(info.value)
+
+
+def test_a_listening_hub_is_used(hub_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{server.getsockname()[1]}/")
+        monkeypatch.setattr(hf_loading, "_hub_state", {})
+        assert hf_loading.hub_unreachable() is None
+    calls: list[tuple[str, bool]] = []
+    online = ModelSource("org/m", "/cache/snap", local=True, offline=False, hub_id="org/m")
+    assert load_pretrained(online, _fake_loader(calls), what="weights") == "downloaded"
+
+
+def test_a_hub_address_that_is_no_url_is_unreachable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_ENDPOINT", "not a url")
+    monkeypatch.setattr(hf_loading, "_hub_state", {})
+    assert "not a URL" in hf_loading.hub_unreachable()
