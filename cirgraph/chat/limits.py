@@ -1,12 +1,18 @@
-"""An ASGI middleware that refuses request bodies over a byte limit with 413 and a JSON message.
+"""Limits of the HTTP API: request bodies over a byte limit (413), and requests per client over a rate (429).
 
-A declared Content-Length over the limit is refused before anything is read; a body without one (chunked) is
-counted as it arrives and refused as soon as it passes the limit, whatever the endpoint was doing with it.
+`BodyLimit` is an ASGI middleware: a declared Content-Length over the limit is refused before anything is read; a
+body without one (chunked) is counted as it arrives and refused as soon as it passes the limit, whatever the
+endpoint was doing with it. `RateLimiter` keeps one token bucket per client address and kind of request (turns,
+uploads, logins): a client may spend a burst at once, then as many a minute as the rate allows.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import threading
+import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -71,3 +77,46 @@ class BodyLimit:
                 raise
         if tripped and not started:
             await _refuse(send, self.max_bytes)
+
+
+class RateLimited(Exception):
+    """A client went over its rate; `retry_after` is the seconds until one more request is allowed."""
+
+    def __init__(self, what: str, client: str, per_minute: float, retry_after: float) -> None:
+        self.retry_after = max(1, math.ceil(retry_after))
+        super().__init__(f"{what} from {client}: over the limit of {per_minute:g} a minute; "
+                         f"retry in {self.retry_after} s")
+
+
+class RateLimiter:
+    """Token buckets per (kind, client): `rates` maps a kind ("turns", "uploads", ...) to requests a minute.
+
+    A kind missing from `rates`, or with a rate of 0, is not limited. Each bucket holds `burst` requests (default: a
+    sixth of the minute's rate, at least 3) and refills continuously. At most `max_clients` buckets are kept; the
+    least recently used go first (a client coming back starts with a full bucket).
+    """
+
+    def __init__(self, rates: dict[str, float], *, burst: dict[str, float] | None = None,
+                 clock: Callable[[], float] = time.monotonic, max_clients: int = 10_000) -> None:
+        self.rates = {kind: float(rate) for kind, rate in rates.items() if rate and rate > 0}
+        self.burst = {kind: float((burst or {}).get(kind) or max(3.0, rate / 6)) for kind, rate in self.rates.items()}
+        self.clock = clock
+        self.max_clients = max_clients
+        self._buckets: OrderedDict[tuple[str, str], tuple[float, float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def take(self, kind: str, client: str, what: str | None = None) -> None:
+        """Spend one request of `kind` for `client`; RateLimited when its bucket is empty."""
+        rate = self.rates.get(kind)
+        if rate is None:
+            return
+        per_second, capacity, now = rate / 60.0, self.burst[kind], self.clock()
+        with self._lock:
+            level, last = self._buckets.pop((kind, client), (capacity, now))
+            level = min(capacity, level + (now - last) * per_second)
+            if level < 1.0:
+                self._buckets[(kind, client)] = (level, now)
+                raise RateLimited(what or kind, client, rate, (1.0 - level) / per_second)
+            self._buckets[(kind, client)] = (level - 1.0, now)
+            while len(self._buckets) > self.max_clients:
+                self._buckets.popitem(last=False)

@@ -29,7 +29,8 @@ class HitOut(_Out):
     verdict: float | None = Field(None, description="The verifier's score, for verified candidates.")
     components: dict[str, float | None] = Field(default_factory=dict, description="Fused similarity components.")
     captions: list[str] = Field(default_factory=list)
-    thumbnail: str = Field(description="URL of the item's thumbnail (GET /api/images/{gallery}/{item_id}).")
+    thumbnail: str | None = Field(description="URL of the item's thumbnail (GET /api/images/{gallery}/{item_id}); "
+                                              "null when the item has no image (a caption-only gallery).")
 
 
 class ReferenceOut(_Out):
@@ -37,7 +38,9 @@ class ReferenceOut(_Out):
     id: str | None = Field(None, description="Gallery item id (kind 'gallery').")
     hash: str | None = Field(None, description="Content hash of the uploaded image (kind 'upload').")
     name: str | None = Field(None, description="The uploaded file's name, for display.")
-    url: str = Field(description="URL of the reference's thumbnail.")
+    url: str | None = Field(description="URL of the reference's thumbnail; null for a gallery item without an "
+                                        "image (show its captions).")
+    captions: list[str] = Field(default_factory=list, description="A gallery item's captions (kind 'gallery').")
 
 
 class TurnOut(_Out):
@@ -52,6 +55,13 @@ class TurnOut(_Out):
     hits: list[HitOut]
     explanation: dict[str, Any] = Field(description="Caption, descriptions, propositions, verdicts, rounds...")
     at: str = Field(description="When the turn ran (ISO 8601, UTC).")
+
+
+class ItemOut(BaseModel):
+    id: str = Field(description="The gallery item id: send it as ref_id to start from this item.")
+    name: str | None = Field(None, description="The image's file name, if it has one.")
+    captions: list[str] = Field(default_factory=list, description="The item's first captions.")
+    thumbnail: str | None = Field(description="URL of the item's thumbnail; null when it has no image.")
 
 
 class ThreadOut(BaseModel):

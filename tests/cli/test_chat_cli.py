@@ -122,20 +122,27 @@ def test_ui_binds_loopback_by_default_and_serves_the_chat(toy: dict) -> None:
     assert "http://127.0.0.1:8000/" in res.stdout and "warning" not in res.stderr
 
 
-def test_ui_warns_when_exposed_and_honours_limits(toy: dict) -> None:
+def test_ui_exposed_needs_the_printed_token_and_honours_limits(toy: dict, monkeypatch: pytest.MonkeyPatch) -> None:
     from fastapi.testclient import TestClient
 
     def check(web_app: object) -> None:
-        with TestClient(web_app) as client:
+        with TestClient(web_app) as anonymous:
+            assert anonymous.get("/api/galleries").status_code == 401
+            assert anonymous.post("/api/threads").status_code == 401
+            page = anonymous.get("/", follow_redirects=False)
+            assert page.status_code == 303 and page.headers["location"] == "/login"
+            assert 'name="token"' in anonymous.get("/login").text
+        with TestClient(web_app, headers={"Authorization": "Bearer generated-token"}) as client:
             thread = client.post("/api/threads").json()["thread_id"]
             big = {"image": ("big.png", b"0" * 200_000, "image/png")}
             assert client.post(f"/api/threads/{thread}/turns", files=big).status_code == 413
 
     toy["check"] = check
+    monkeypatch.setattr(ui_cli.secrets, "token_urlsafe", lambda n: "generated-token")
     res = CliRunner().invoke(app, ["ui", "--host", "0.0.0.0", "--port", "9001", "--max-upload-mb", "0.01"],
                              catch_exceptions=False)
     assert res.exit_code == 0, res.output
-    assert "warning: binding 0.0.0.0" in res.stderr and toy["served"] == [("0.0.0.0", 9001)]
+    assert "access token: generated-token" in res.stdout and toy["served"] == [("0.0.0.0", 9001)]
     assert toy["ui"] == [("default", "modification+reference")]  # no LLM configured: the default needs none
     assert "preset: modification+reference (no LLM is configured" in res.stderr
 
