@@ -1,10 +1,12 @@
 // The web chat: one conversation thread at a time, driven through the HTTP API (see /docs).
 // The thread id is kept in the URL hash and in localStorage, so a reload (or a server restart) resumes it.
-// Everything from the server is inserted as text, never as HTML.
+// Everything from the server is inserted as text, never as HTML. An item without an image (a caption-only gallery)
+// is shown as a card of its caption, never as an image element without a picture.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { thread: null, gallery: null, pick: null, busy: false };
+// The next message starts from `pick` (a result of the last search) or `ref` (a gallery item), at most one.
+const state = { thread: null, gallery: null, pick: null, ref: null, busy: false };
 
 function el(tag, attrs = {}, text = null) {
   const node = document.createElement(tag);
@@ -24,8 +26,18 @@ function setBusy(busy, status = "") {
   $("status").textContent = status;
 }
 
+// An image, or a caption card when there is no image URL.
+function visual(url, captions, alt, imgClass) {
+  if (url) return el("img", { class: imgClass, src: url, alt, loading: "lazy" });
+  return el("div", { class: "caption-card", title: alt }, (captions && captions[0]) || alt);
+}
+
 async function api(path, options = {}) {
   const response = await fetch(path, options);
+  if (response.status === 401) {  // the server needs its access token: its login page asks for it
+    location.assign("/login");
+    throw new Error("this server needs its access token");
+  }
   if (!response.ok) {
     let detail = `${response.status} ${response.statusText}`;
     try { detail = (await response.json()).detail || detail; } catch (e) { /* not JSON */ }
@@ -34,12 +46,52 @@ async function api(path, options = {}) {
   return response;
 }
 
-function setPick(hit) {
-  state.pick = hit ? hit.rank : null;
-  $("pick-chip").hidden = !hit;
-  $("pick-label").textContent = hit ? `#${hit.rank} ${hit.id}` : "";
+function showChip() {
+  const label = state.ref ? `gallery item ${state.ref}` : (state.pick ? `#${state.pick.rank} ${state.pick.id}` : "");
+  $("pick-chip").hidden = !label;
+  $("pick-label").textContent = label;
   document.querySelectorAll(".hit").forEach((node) =>
-    node.classList.toggle("picked", hit !== null && node.dataset.rank === String(hit.rank)));
+    node.classList.toggle("picked", state.pick !== null && node.dataset.rank === String(state.pick.rank)));
+  document.querySelectorAll("#items .item").forEach((node) =>
+    node.classList.toggle("chosen", state.ref !== null && node.dataset.id === state.ref));
+}
+
+function setPick(hit) {
+  state.pick = hit || null;
+  if (hit) state.ref = null;
+  showChip();
+}
+
+function setRef(itemId) {
+  state.ref = itemId || null;
+  if (itemId) state.pick = null;
+  showChip();
+}
+
+function renderItems(items) {
+  $("items").replaceChildren(...items.map((item) => {
+    const card = el("figure", { class: "item", "data-id": item.id, title: "start the next message from this item" });
+    card.append(visual(item.thumbnail, item.captions, item.id, "thumb"));
+    card.append(el("figcaption", { class: "meta" }, item.id));
+    card.addEventListener("click", () => setRef(state.ref === item.id ? null : item.id));
+    return card;
+  }));
+  if (!items.length) $("items").append(el("p", { class: "muted" }, "no item matches"));
+  showChip();
+}
+
+async function findItems(event) {
+  if (event) event.preventDefault();
+  const query = $("item-query").value.trim();
+  const gallery = encodeURIComponent(state.gallery);
+  const path = query ? `/api/galleries/${gallery}/items?q=${encodeURIComponent(query)}`
+                     : `/api/galleries/${gallery}/sample?n=12`;
+  try {
+    showError("");
+    renderItems(await (await api(path)).json());
+  } catch (error) {
+    showError(error.message);
+  }
 }
 
 function renderList(target, items) {
@@ -48,7 +100,11 @@ function renderList(target, items) {
 
 function renderTurn(turn) {
   $("current").hidden = false;
-  $("reference-img").src = turn.reference.url;
+  const ref = turn.reference;
+  $("reference-img").hidden = !ref.url;
+  if (ref.url) $("reference-img").src = ref.url; else $("reference-img").removeAttribute("src");
+  $("reference-caption").hidden = !!ref.url;
+  $("reference-caption").textContent = ref.url ? "" : ((ref.captions && ref.captions[0]) || ref.id || "");
   const why = turn.explanation || {};
   $("description").textContent = turn.kind === "select"
     ? `new reference: ${turn.reference.name || turn.reference.id || "uploaded image"}` : (turn.description || "");
@@ -62,10 +118,10 @@ function renderTurn(turn) {
   const cards = turn.hits.map((hit) => {
     const card = el("figure", { class: "hit", "data-rank": String(hit.rank), "data-id": hit.id,
                                 title: "start the next message from this result" });
-    card.append(el("img", { class: "thumb", src: hit.thumbnail, alt: hit.id, loading: "lazy" }));
+    card.append(visual(hit.thumbnail, hit.captions, hit.id, "thumb"));
     const verdict = hit.verdict === null || hit.verdict === undefined ? "" : `, verified ${hit.verdict.toFixed(2)}`;
     card.append(el("figcaption", { class: "meta" }, `#${hit.rank} ${hit.id} (${hit.score.toFixed(3)}${verdict})`));
-    card.addEventListener("click", () => setPick(state.pick === hit.rank ? null : hit));
+    card.addEventListener("click", () => setPick(state.pick && state.pick.rank === hit.rank ? null : hit));
     return card;
   });
   if (turn.kind === "search" || cards.length) $("results").replaceChildren(...cards);
@@ -80,14 +136,17 @@ function renderThread(thread) {
   history.replaceState(null, "", `#thread=${encodeURIComponent(thread.thread_id)}`);
   $("history").replaceChildren(...thread.turns.map((turn) => {
     const item = el("li", { "data-n": String(turn.n) });
-    item.append(el("img", { src: turn.reference.url, alt: "" }));
+    item.append(visual(turn.reference.url, turn.reference.captions, turn.reference.id || "", ""));
     const said = turn.text || (turn.pick ? `#${turn.pick}` : "new image");
     item.append(el("span", {}, `${said}${turn.description ? " -> " + turn.description : ""}`));
     return item;
   }));
   const last = thread.turns[thread.turns.length - 1];
   if (last) renderTurn(last); else { $("current").hidden = true; $("results").replaceChildren(); }
+  $("start-from").open = !last;
+  state.ref = null;
   setPick(null);
+  if (!last) findItems(null);  // an empty thread offers gallery items to start from
 }
 
 async function newThread() {
@@ -124,7 +183,8 @@ async function send(event) {
   form.append("text", $("text").value);
   const file = $("file").files[0];
   if (file) form.append("image", file);
-  else if (state.pick !== null) form.append("pick", String(state.pick));
+  else if (state.ref !== null) form.append("ref_id", state.ref);
+  else if (state.pick !== null) form.append("pick", String(state.pick.rank));
   setBusy(true, "searching...");
   showError("");
   $("progress").replaceChildren();
@@ -175,7 +235,9 @@ async function start() {
 $("composer").addEventListener("submit", send);
 $("undo").addEventListener("click", () => action("undo"));
 $("reset").addEventListener("click", () => action("reset"));
-$("unpick").addEventListener("click", () => setPick(null));
+$("unpick").addEventListener("click", () => { setRef(null); setPick(null); });
+$("item-search").addEventListener("submit", findItems);
+$("item-random").addEventListener("click", () => { $("item-query").value = ""; findItems(null); });
 $("new").addEventListener("click", () => newThread().catch((e) => showError(e.message)));
 $("gallery").addEventListener("change", () => newThread().catch((e) => showError(e.message)));
 start().then(() => document.body.dataset.ready = "1").catch((error) => showError(error.message));
