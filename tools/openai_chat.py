@@ -4,6 +4,9 @@ Structured output tries what servers differ on, best first: `json_schema` respon
 `json_object` with a `schema` (llama.cpp's server), then the schema as instructions; the first mode a server accepts
 is remembered per instance. Retries (tenacity, backoff with jitter, Retry-After honoured) cover timeouts, connection
 errors, 408/409/429/5xx and invalid output; other 4xx fail at once with the server's answer in the message.
+An endpoint that cannot be reached, or gives no answer within the timeout on every attempt, is marked down in the
+client's EndpointHealth (cirgraph.tools.health), shared with the other clients of a retriever or eval run: calls to
+it then fail at once for a while, so one search waits out the timeouts once, not once per stage.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from tenacity import (AsyncRetrying, RetryCallState, retry_if_exception, stop_af
 
 from cirgraph.errors import ConfigError, InputError, ModelError, ModelOutputError
 from cirgraph.tools.choices import Choice, choice_from_logprobs, choice_from_text
+from cirgraph.tools.health import EndpointDown, EndpointHealth
 from cirgraph.tools.image_urls import DataUrls
 from cirgraph.tools.messages import Message
 from cirgraph.tools.structured import json_schema, parse_json_reply, schema_instructions, validation_summary
@@ -55,6 +59,13 @@ def _retry_after(exc: BaseException | None) -> float | None:
     return None
 
 
+def _unreachable(exc: BaseException) -> bool:
+    """A refused or dropped connection, or no answer within the timeout (APITimeoutError is a connection error)."""
+    import openai
+
+    return isinstance(exc, openai.APIConnectionError)
+
+
 def _retryable(exc: BaseException) -> bool:
     import openai
 
@@ -68,7 +79,8 @@ class OpenAIChatModel:
 
     `max_retries` is the number of attempts per call; `retry_wait` the (initial, max) backoff in seconds;
     `max_retry_after` caps a server's Retry-After. `max_concurrency` bounds requests in flight per event loop, and
-    sizes that loop's connection pool, so every request in flight keeps its connection alive.
+    sizes that loop's connection pool, so every request in flight keeps its connection alive. `health` is the
+    reachability state this client shares with others (one of its own when not given).
     """
 
     def __init__(
@@ -76,7 +88,7 @@ class OpenAIChatModel:
         max_retries: int = 4, max_concurrency: int = 8, image_max_side: int = 768,
         structured_mode: StructuredMode = "auto", name: str | None = None, extra_body: dict | None = None,
         retry_wait: tuple[float, float] = (0.5, 8.0), max_retry_after: float = 60.0,
-        default_max_tokens: int | None = 1024,
+        default_max_tokens: int | None = 1024, health: EndpointHealth | None = None,
     ) -> None:
         if not model or structured_mode not in ("auto", *_MODES) or min(max_retries, max_concurrency) < 1:
             raise ConfigError(f"OpenAIChatModel({model!r}): needs a model name, structured_mode in auto/"
@@ -98,6 +110,8 @@ class OpenAIChatModel:
         # server's context limit, holding a one-request-at-a-time server for minutes past our timeout.
         self.default_max_tokens = default_max_tokens
         self._where = base_url or "the OpenAI API"
+        self.health = health if health is not None else EndpointHealth()
+        self.endpoint = f"{base_url or 'https://api.openai.com/v1'}#{model}"  # the key of its health state
         self._backoff = wait_exponential(multiplier=retry_wait[0], max=retry_wait[1]) + wait_random(0, retry_wait[0])
         self._modes = list(_MODES) if structured_mode == "auto" else [structured_mode]
         self._logprobs = True  # until the server refuses them
@@ -223,13 +237,35 @@ class OpenAIChatModel:
         try:
             async for attempt in retrying:
                 with attempt:
+                    self.health.check(self.endpoint, self.name)  # a sibling call may have found it down meanwhile
                     tally.attempts += 1
-                    result = await self._attempt(request, feedback, schema, tally, options)
-        except _FormatRejected:
+                    try:
+                        result = await self._attempt(request, feedback, schema, tally, options)
+                    except Exception as exc:
+                        if _unreachable(exc):
+                            self.health.attempt_failed(self.endpoint, self._reason(exc), limit=self.max_retries)
+                        raise
+        except (_FormatRejected, EndpointDown):
             raise
         except Exception as exc:
             raise self._final_error(exc, tally.attempts) from exc
+        self.health.succeeded(self.endpoint)
         return result
+
+    async def probe(self) -> None:
+        """One cheap request (a one-token reply, no retries, whatever the health state says); ModelError when the
+        endpoint cannot be reached or does not answer within the timeout. Any HTTP answer means it is up."""
+        import openai
+
+        client, _ = self._loop_state()
+        body = {"model": self.model, "messages": [{"role": "user", "content": "ping"}], "max_tokens": 1,
+                **self.extra_body}
+        try:
+            await client.post("/chat/completions", body=body, cast_to=object)
+        except openai.APIStatusError:
+            return
+        except Exception as exc:
+            raise self._final_error(exc, 1) from exc
 
     def _request_args(
         self, wire: list[dict], schema: type[BaseModel] | None, mode: str, temperature: float, max_tokens: int | None,
@@ -260,6 +296,7 @@ class OpenAIChatModel:
         client, semaphore = self._loop_state()
         body = {**request, "messages": request["messages"] + feedback}
         async with semaphore:
+            self.health.check(self.endpoint, self.name)  # it may have been found down while this call queued
             try:
                 # The body is already wire JSON: a plain POST skips the SDK's recursive transform of the request
                 # and its model of the reply, which cost more CPU than the rest of the call (see bench_pipeline).
@@ -334,19 +371,21 @@ class OpenAIChatModel:
         return content, choice.get("finish_reason")
 
     def _final_error(self, exc: BaseException, attempts: int) -> ModelError:
-        import openai
-
         tries = f"after {attempts} attempt{'s' if attempts != 1 else ''}"
         if isinstance(exc, ModelOutputError):
             shown = f"; the reply began {exc.raw[:300]!r}" if exc.raw else ""
             return ModelOutputError(self.name, f"invalid output {tries}: {exc.reason}{shown}", raw=exc.raw)
+        return ModelError(self.name, f"{self._reason(exc)} ({tries})")
+
+    def _reason(self, exc: BaseException) -> str:
+        """What went wrong with one request, naming the endpoint."""
+        import openai
+
         if isinstance(exc, openai.APITimeoutError):
-            reason = f"no answer from {self._where} within {self.timeout:g} s"
-        elif isinstance(exc, openai.APIConnectionError):
-            reason = f"cannot reach {self._where}: {exc.__cause__ or exc}"
-        elif isinstance(exc, openai.APIStatusError):
-            reason = f"HTTP {exc.status_code} from {self._where}: {exc.response.text[:500]}"
-        else:
-            reason = f"request to {self._where} failed: {type(exc).__name__}: {exc}"
-        return ModelError(self.name, f"{reason} ({tries})")
+            return f"no answer from {self._where} within {self.timeout:g} s"
+        if isinstance(exc, openai.APIConnectionError):
+            return f"cannot reach {self._where}: {exc.__cause__ or exc}"
+        if isinstance(exc, openai.APIStatusError):
+            return f"HTTP {exc.status_code} from {self._where}: {exc.response.text[:500]}"
+        return f"request to {self._where} failed: {type(exc).__name__}: {exc}"
 

@@ -6,6 +6,8 @@
         ...
         assert server.requests[-1].body["model"] == "fake-model"
 
+    server.stop(); ...; server.start()                    # refused meanwhile; back on the same port
+
 Replies are chosen like ScriptedChatModel's: the first rule whose key occurs in the request's text (every message's
 text joined, schema instructions included) wins, else `default`. A reply is a string, a dict or list (sent as JSON
 text), TokenProbs (a one-token answer with its log-probabilities, sent when the request asks for `logprobs` and the
@@ -29,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Literal
 if TYPE_CHECKING:
     from PIL.Image import Image
 
-FaultKind = Literal["status", "delay", "invalid_json", "content", "empty_choices", "null_content", "truncated"]
+FaultKind = Literal["status", "delay", "invalid_json", "content", "empty_choices", "null_content", "truncated", "drop"]
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,7 @@ class Fault:
     invalid_json: a 200 whose body is not JSON. content: a 200 whose message content is `content` verbatim (for
     instance text that does not fit the schema). empty_choices / null_content: a 200 with no usable answer.
     truncated: the scripted reply cut in half, with finish_reason "length" (max_tokens reached mid-JSON).
+    drop: the connection is closed without an answer (a server that crashed mid-request).
     """
 
     kind: FaultKind = "status"
@@ -53,6 +56,11 @@ class Fault:
     @classmethod
     def rate_limited(cls, retry_after: float | str | None = None) -> Fault:
         return cls("status", 429, retry_after=None if retry_after is None else str(retry_after))
+
+    @classmethod
+    def hanging(cls, seconds: float = 3600.0) -> Fault:
+        """No answer for `seconds` (stopping the server cuts the wait short)."""
+        return cls("delay", delay_s=seconds)
 
 
 @dataclass(frozen=True)
@@ -151,10 +159,13 @@ class FakeOpenAIServer:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._httpd: _Server | None = None
+        self._port = 0
 
     def start(self) -> FakeOpenAIServer:
+        """Listen (again): a restarted server keeps its port, so clients built with its base_url reach it."""
         handler = type("Handler", (_Handler,), {"fake": self})
-        self._httpd = _Server(("127.0.0.1", 0), handler)
+        self._httpd = _Server(("127.0.0.1", self._port), handler)
+        self._port = self._httpd.server_address[1]
         self._stop.clear()
         threading.Thread(target=self._httpd.serve_forever, args=(0.05,), name="fake-openai", daemon=True).start()
         return self
@@ -174,10 +185,9 @@ class FakeOpenAIServer:
 
     @property
     def base_url(self) -> str:
-        if self._httpd is None:
+        if not self._port:
             raise RuntimeError("FakeOpenAIServer is not started (use it as a context manager or call start())")
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}/v1"
+        return f"http://127.0.0.1:{self._port}/v1"
 
     def inject(self, fault: Fault, times: int = 1) -> None:
         """Queue `fault` for the next `times` chat requests."""
@@ -236,6 +246,8 @@ class FakeOpenAIServer:
             return _error(400, "logprobs is not supported by this server")
         reply = fault if fault is not None else self._reply_for(body, req.text)
         if isinstance(reply, Fault):
+            if reply.kind == "drop":
+                return 0, {}, b""
             if reply.kind == "status":
                 headers = {"Retry-After": reply.retry_after} if reply.retry_after is not None else {}
                 code, hdrs, payload = _error(reply.status, reply.body or f"fake failure {reply.status}")
@@ -292,6 +304,9 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def _send(self, status: int, headers: dict[str, str], payload: bytes) -> None:
+        if status == 0:  # a "drop" fault: close without a word
+            self.close_connection = True
+            return
         try:
             self.send_response(status)
             for key, value in headers.items():
