@@ -41,7 +41,7 @@ from fastapi.staticfiles import StaticFiles
 
 from cirgraph.agents.query import MAX_TEXT_CHARS, GalleryRef
 from cirgraph.chat.browse import ItemFinder, has_image_file
-from cirgraph.chat.guard import AccessGuard
+from cirgraph.chat.guard import AccessGuard, check_origins
 from cirgraph.chat.limits import BodyLimit, RateLimited, RateLimiter
 from cirgraph.chat.pages import add_docs, add_login
 from cirgraph.chat.redact import public, redact_text
@@ -138,7 +138,7 @@ def create_app(conversations: Conversations, *, max_upload_bytes: int | None = N
     app = FastAPI(title=title, summary="Composed image retrieval: search and multi-turn chat over indexed galleries.",
                   version=_version(), docs_url=None, redoc_url=None)
     app.add_middleware(BodyLimit, max_bytes=limit + FORM_OVERHEAD)
-    app.add_middleware(AccessGuard, token=token, allowed_origins=allowed_origins or ())
+    app.add_middleware(AccessGuard, token=token, allowed_origins=check_origins(allowed_origins or ()))
     if allowed_hosts is not None:  # outermost: a request for another Host is refused before anything else
         from starlette.middleware.trustedhost import TrustedHostMiddleware
 
@@ -174,9 +174,7 @@ class _Checks:
         """RateLimited for a client over its rate; 413 for a text over the limit."""
         if self.rates is not None:
             client = request.client.host if request.client else "unknown"
-            self.rates.take("turns", client, "turns and searches")
-            if upload:
-                self.rates.take("uploads", client, "image uploads")
+            self.rates.take(client, ("turns", "turns and searches"), *([("uploads", "image uploads")] * upload))
         if text is not None and len(text) > self.max_text_chars:
             raise HTTPException(413, f"text: {len(text)} characters, over the {self.max_text_chars}-character limit")
 

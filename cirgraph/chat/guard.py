@@ -45,6 +45,19 @@ def normalise_origin(value: str) -> str | None:
     return f"{parts.scheme}://{host}" + (f":{port}" if port and port != _DEFAULT_PORTS[parts.scheme] else "")
 
 
+def check_origins(origins: Iterable[str]) -> list[str]:
+    """The origins normalised; ConfigError naming the first that is not an http(s) origin."""
+    from cirgraph.errors import ConfigError
+
+    out = []
+    for origin in origins:
+        normal = normalise_origin(origin)
+        if normal is None:
+            raise ConfigError(f"allowed origin {origin!r}: not an http(s) origin like https://host:8000")
+        out.append(normal)
+    return out
+
+
 def cookie_value(token: str) -> str:
     """What the login cookie holds: a digest of the token, so the token itself is not kept by the browser."""
     return hmac.new(token.encode(), b"cirgraph web chat login", hashlib.sha256).hexdigest()
@@ -74,12 +87,7 @@ class AccessGuard:
                  allowed_origins: Iterable[str] = ()) -> None:
         self.app = app
         self.token = token or None
-        self.allowed = set()
-        for origin in allowed_origins:
-            normal = normalise_origin(origin)
-            if normal is None:
-                raise ValueError(f"allowed origin {origin!r}: not an http(s) origin like https://host:port")
-            self.allowed.add(normal)
+        self.allowed = set(check_origins(allowed_origins))
 
     def own_origin(self, scope: Scope, headers: dict[str, str]) -> str | None:
         host = headers.get("host")

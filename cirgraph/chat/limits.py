@@ -105,18 +105,24 @@ class RateLimiter:
         self._buckets: OrderedDict[tuple[str, str], tuple[float, float]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def take(self, kind: str, client: str, what: str | None = None) -> None:
-        """Spend one request of `kind` for `client`; RateLimited when its bucket is empty."""
-        rate = self.rates.get(kind)
-        if rate is None:
-            return
-        per_second, capacity, now = rate / 60.0, self.burst[kind], self.clock()
+    def take(self, client: str, *asks: tuple[str, str]) -> None:
+        """Spend one request of each (kind, what) for `client`, all or none: RateLimited naming `what` of the first
+        empty bucket, and then nothing is spent."""
+        now = self.clock()
         with self._lock:
-            level, last = self._buckets.pop((kind, client), (capacity, now))
-            level = min(capacity, level + (now - last) * per_second)
-            if level < 1.0:
-                self._buckets[(kind, client)] = (level, now)
-                raise RateLimited(what or kind, client, rate, (1.0 - level) / per_second)
-            self._buckets[(kind, client)] = (level - 1.0, now)
+            levels = {}
+            for kind, what in asks:
+                rate = self.rates.get(kind)
+                if rate is None:
+                    continue
+                capacity = self.burst[kind]
+                level, last = self._buckets.get((kind, client), (capacity, now))
+                level = min(capacity, level + (now - last) * rate / 60.0)
+                if level < 1.0:
+                    raise RateLimited(what, client, rate, (1.0 - level) * 60.0 / rate)
+                levels[kind] = level
+            for kind, level in levels.items():
+                self._buckets.pop((kind, client), None)
+                self._buckets[(kind, client)] = (level - 1.0, now)
             while len(self._buckets) > self.max_clients:
                 self._buckets.popitem(last=False)

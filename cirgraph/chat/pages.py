@@ -62,9 +62,9 @@ def add_login(app: FastAPI, token: str, limiter: RateLimiter | None) -> None:
     @app.post("/login", include_in_schema=False)
     async def check(request: Request, token_field: str = Form("", alias="token", max_length=1000)) -> Response:
         if limiter is not None:
-            limiter.take("logins", request.client.host if request.client else "unknown", "log-in attempts")
+            limiter.take(request.client.host if request.client else "unknown", ("logins", "log-in attempts"))
         if not token_matches(token_field.strip(), token):
-            return login_page("That is not this server's access token.", status=401)
+            return login_page("Wrong token: that is not the access token of this server.", status=401)
         response = RedirectResponse("/", status_code=303)
         response.set_cookie(COOKIE, cookie_value(token), httponly=True, samesite="strict", path="/",
                             secure=request.url.scheme == "https")

@@ -13,7 +13,7 @@ import pytest
 from cirgraph.chat.store import ChatStore
 from cirgraph.chat.threads import Conversations
 from cirgraph.retriever import Retriever
-from cirgraph.testing.memory_gallery import build_toy_gallery
+from cirgraph.testing.memory_gallery import TOY_ITEMS, MemoryGallery, build_toy_gallery
 from cirgraph.testing.toy_pipeline import RECOMPOSE_KEY, toy_models
 
 COLOURS = ("red", "blue", "green", "black", "white")
@@ -56,9 +56,29 @@ class World:
         return self.images / f"{item_id}.png"
 
 
+class CaptionWorld(World):
+    """The toy world as a caption-only gallery: items are names with captions, no image files, no image index."""
+
+    def __init__(self, root: Path, preset: str = "cirevl", name: str = "notes") -> None:
+        super().__init__(root, preset=preset, name=name)
+        self.gallery = MemoryGallery.build(list(TOY_ITEMS), captions={k: [v] for k, v in TOY_ITEMS.items()},
+                                           text_embedder=self.text_embedder, name=name)
+        self.llm, self.vlm = toy_models(self.gallery, self.embedder, overrides={RECOMPOSE_KEY: recompose_rule})
+        self.retriever.close()
+        self.retriever = Retriever(gallery=self.gallery, llm=self.llm, vlm=self.vlm,
+                                   text_embedder=self.text_embedder, config=preset)
+
+
 @pytest.fixture
 def world(tmp_path: Path) -> Iterator[World]:
     w = World(tmp_path)
+    yield w
+    w.retriever.close()
+
+
+@pytest.fixture
+def caption_world(tmp_path: Path) -> Iterator[CaptionWorld]:
+    w = CaptionWorld(tmp_path / "captions")
     yield w
     w.retriever.close()
 
