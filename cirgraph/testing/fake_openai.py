@@ -160,6 +160,7 @@ class FakeOpenAIServer:
         self._stop = threading.Event()
         self._httpd: _Server | None = None
         self._port = 0
+        self._connections: set = set()  # open client connections, closed by stop() as a dying server's would be
 
     def start(self) -> FakeOpenAIServer:
         """Listen (again): a restarted server keeps its port, so clients built with its base_url reach it."""
@@ -171,11 +172,21 @@ class FakeOpenAIServer:
         return self
 
     def stop(self) -> None:
+        """Stop listening and close every open connection: clients are refused until `start()`."""
+        import socket
+
         self._stop.set()  # wakes handlers sleeping in a delay
         if self._httpd is not None:
             self._httpd.shutdown()
             self._httpd.server_close()
             self._httpd = None
+        with self._lock:
+            connections, self._connections = list(self._connections), set()
+        for conn in connections:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def __enter__(self) -> FakeOpenAIServer:
         return self.start()
@@ -302,6 +313,16 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's signature
         pass
+
+    def setup(self) -> None:
+        super().setup()
+        with self.fake._lock:
+            self.fake._connections.add(self.connection)
+
+    def finish(self) -> None:
+        with self.fake._lock:
+            self.fake._connections.discard(self.connection)
+        super().finish()
 
     def _send(self, status: int, headers: dict[str, str], payload: bytes) -> None:
         if status == 0:  # a "drop" fault: close without a word
