@@ -87,8 +87,8 @@ def thumbnail_url(gallery: str, item_id: str, uri: str | None) -> str | None:
 
 
 def item_out(gallery: str, item: Any) -> dict[str, Any]:
-    return public({"id": item.id, "uri": item.uri, "captions": item.captions[:3],
-                   "thumbnail": thumbnail_url(gallery, item.id, item.uri)})
+    return public({"id": item.id, "uri": item.uri, "captions": item.captions[:3]}) | \
+        {"thumbnail": thumbnail_url(gallery, item.id, item.uri)}
 
 
 def reference_out(gallery: str, reference: dict[str, Any], items: dict[str, Any]) -> dict[str, Any]:
