@@ -69,7 +69,7 @@ def resolve_reference(source: ReferenceSource, gallery: GalleryReader, *,
         return ref, _stored_captions(ref["hash"], gallery)
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
-        _remember(decode_image(data, name="reference bytes", max_pixels=max_pixels), content_hash(data))
+        _decode_once(data, "reference bytes", max_pixels)
         return {"id": None, "hash": content_hash(data), "data": data}, _stored_captions(content_hash(data), gallery)
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
@@ -79,7 +79,7 @@ def resolve_reference(source: ReferenceSource, gallery: GalleryReader, *,
             raise InputError(f"reference {source!r}", f"no such file, and no item with this id in gallery "
                                                       f"{gallery.name!r}")
         data = read_image_bytes(path)
-        _remember(decode_image(data, name=str(path), max_pixels=max_pixels), content_hash(data))
+        _decode_once(data, str(path), max_pixels)
         return {"id": None, "hash": content_hash(data), "data": data}, _stored_captions(content_hash(data), gallery)
     raise InputError("reference", f"unsupported type {type(source).__name__} (expected a path, bytes, a PIL image "
                                   "or a gallery id)")
@@ -146,6 +146,21 @@ def _remember(img: Image, key: str) -> None:
         _decoded.move_to_end(key)
         while len(_decoded) > _KEEP:
             _decoded.popitem(last=False)
+
+
+def _decode_once(data: bytes, name: str, max_pixels: int) -> None:
+    """Decode (and so validate) reference bytes unless an image with their content hash was decoded already, e.g.
+    by the CLI's input check."""
+    key = content_hash(data)
+    with _decoded_lock:
+        img = _decoded.get(key)
+    if img is None or img.width * img.height > max_pixels:
+        _remember(decode_image(data, name=name, max_pixels=max_pixels), key)
+
+
+def check_reference_bytes(data: bytes, *, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+    """Validate reference bytes before any model is loaded; the search reuses the decoded image."""
+    _decode_once(data, name, max_pixels)
 
 
 def reference_image(ref: Reference) -> Image | None:

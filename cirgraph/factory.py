@@ -106,13 +106,30 @@ def load_image_text_embedder(ref: str, *, device: str = "cpu", batch_size: int =
 
 
 def load_text_embedder(ref: str, *, device: str = "cpu", batch_size: int = 64, offline: bool = False) -> TextEmbedder:
-    """A caption text embedder from a reference; ModelNotFoundError when it cannot be loaded."""
+    """A caption text embedder from a reference; ModelNotFoundError when it cannot be loaded.
+
+    On the CPU a local BERT sentence encoder (the default all-MiniLM-L6-v2 among them) runs on numpy for a few texts
+    at a time, the same vectors without importing torch and transformers (seconds at every start of a search);
+    large batches still go to transformers, loaded when first needed."""
     if _is_hash(ref):
         return _hash_embedder(ref, images=False)
-    from cirgraph.tools.hf_embedders import HFTextEmbedder
 
-    return _with_hint("text_embedder", lambda: HFTextEmbedder(ref, device=device, batch_size=batch_size,
-                                                              offline=offline))
+    def transformers_embedder() -> TextEmbedder:
+        from cirgraph.tools.hf_embedders import HFTextEmbedder
+
+        return HFTextEmbedder(ref, device=device, batch_size=batch_size, offline=offline)
+
+    def build() -> TextEmbedder:
+        if device == "cpu":
+            from cirgraph.tools.bert_numpy import NumpyBertEmbedder, qualifies
+            from cirgraph.tools.hf_loading import resolve_model
+
+            source = resolve_model(ref, offline=offline)
+            if source.local and qualifies(source.location):
+                return NumpyBertEmbedder(ref, source.location, bulk=transformers_embedder)
+        return transformers_embedder()
+
+    return _with_hint("text_embedder", build)
 
 
 def build_image_text_embedder(settings: Settings) -> ImageTextEmbedder:

@@ -111,7 +111,8 @@ def resolve_model(model: str, *, offline: bool = False) -> ModelSource:
     if path.exists() or _looks_like_path(model):
         reason = "is a file, not a model folder" if path.exists() else "no such folder"
         raise ModelNotFoundError(model, f"{str(path)!r} {reason}")
-    for folder in (bundled_model_dir(model), cached_snapshot_dir(model)):
+    for find in (bundled_model_dir, cached_snapshot_dir):  # in turn: the cache lookup imports huggingface_hub
+        folder = find(model)
         if folder is not None:
             return ModelSource(model, str(folder), local=True, offline=is_offline, hub_id=model)
     if is_offline:

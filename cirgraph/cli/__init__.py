@@ -2,11 +2,30 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import typer
 
 from cirgraph import __version__
+
+
+def _flags_without_metavar() -> None:
+    """typer's rich help shows a `<bool>` type after boolean flags, which take no value: show none."""
+    from typer.core import TyperOption
+
+    original = getattr(TyperOption, "display_type_rich", None)
+    if original is None or getattr(original, "flags_plain", False):
+        return
+
+    def display_type_rich(self: TyperOption, ctx: object) -> str | None:
+        return None if self.is_flag and not self.count else original(self, ctx)
+
+    display_type_rich.flags_plain = True  # type: ignore[attr-defined]
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
+_flags_without_metavar()
 
 app = typer.Typer(
     name="cirgraph",
@@ -26,8 +45,21 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+    verbose: bool = typer.Option(False, "--verbose", envvar="CIRGRAPH_VERBOSE",
+                                 help="Show the model library's progress bars (weights loading, downloads)."),
 ) -> None:
     """Composed image retrieval: find images from a reference image plus a modification text."""
+    quiet_model_library(verbose)
+
+
+def quiet_model_library(verbose: bool = False) -> None:
+    """Silence the progress bars of huggingface_hub and transformers ("Loading weights") unless asked for: they read
+    HF_HUB_DISABLE_PROGRESS_BARS when first imported, which the command bodies do after this. A value the user set
+    wins."""
+    if verbose:
+        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "0"
+    else:
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 
 def _register() -> None:

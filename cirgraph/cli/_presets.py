@@ -16,14 +16,14 @@ def preset_option(help_text: str = PRESET_HELP) -> typer.models.OptionInfo:
     return typer.Option(None, "--preset", "-p", help=help_text, show_default=False)
 
 
-def chosen_preset(name: str | None) -> Any:
+def chosen_preset(name: str | None, settings: Any = None) -> Any:
     """`name`, or the default for the configured models (their profile's configuration, else a preset name), said in
-    one line on stderr."""
+    one line on stderr. `settings`: the command's Settings (read from the environment when not given)."""
     if name is not None:
         return name
     from cirgraph.settings import Settings
 
-    chosen, why = Settings().default_preset()
+    chosen, why = (settings or Settings()).default_preset()
     announce_default(chosen, why)
     return chosen
 

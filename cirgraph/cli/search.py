@@ -23,13 +23,14 @@ if TYPE_CHECKING:
 
     from cirgraph.agents.results import SearchResult
     from cirgraph.retriever import Retriever
+    from cirgraph.settings import Settings
 
 
-def open_retriever(gallery: str, preset: str) -> Retriever:
-    """The retriever for `gallery` with the named preset, from Settings (tests replace this function)."""
+def open_retriever(gallery: str, preset: Any, settings: Settings | None = None) -> Retriever:
+    """The retriever for `gallery` with the preset, from Settings (tests replace this function)."""
     from cirgraph.retriever import Retriever
 
-    return Retriever.from_settings(gallery=gallery, preset=preset)
+    return Retriever.from_settings(settings, gallery=gallery, preset=preset)
 
 
 async def _run(retriever: Retriever, reference: Any, text: str, k: int, caption: str | None,
@@ -89,15 +90,15 @@ def _explain(out: Console, result: SearchResult) -> None:
         out.print(f"prompt {stage}: {ref['template']} @{ref['sha']}", highlight=False, markup=False)
 
 
-def _check_inputs(text: str, image: Path | None) -> None:
-    """Refuse an empty or oversized modification and an unreadable reference image, naming which and why."""
-    from cirgraph.agents.query import check_text
-    from cirgraph.settings import Settings
-    from cirgraph.tools.images import load_image
+def _check_inputs(text: str, image: Path | None, settings: Settings) -> None:
+    """Refuse an empty or oversized modification and an unreadable reference image, naming which and why. The
+    decoded image is kept for the search, which does not decode it again."""
+    from cirgraph.agents.query import check_reference_bytes, check_text
+    from cirgraph.tools.images import read_image_bytes
 
     check_text(text)
     if image is not None:
-        load_image(image, max_pixels=Settings().max_image_pixels)
+        check_reference_bytes(read_image_bytes(image), name=str(image), max_pixels=settings.max_image_pixels)
 
 
 @app.command("search")
@@ -116,12 +117,14 @@ def search(
     from rich.console import Console
 
     from cirgraph.agents.query import GalleryRef
+    from cirgraph.settings import Settings
 
     if (image is None) == (ref_id is None):
         raise typer.BadParameter("give exactly one of --image and --ref-id")
     out, err = Console(soft_wrap=True), Console(stderr=True, soft_wrap=True)
-    _check_inputs(text, image)  # bad input fails before any model is loaded
-    retriever = open_retriever(gallery, chosen_preset(preset))
+    settings = Settings()  # read once: the input check, the default preset and the retriever share it
+    _check_inputs(text, image, settings)  # bad input fails before any model is loaded
+    retriever = open_retriever(gallery, chosen_preset(preset, settings), settings)
     try:
         reference = GalleryRef(ref_id) if ref_id is not None else image
         result = asyncio.run(_run(retriever, reference, text, k, caption, err))

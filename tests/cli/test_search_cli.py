@@ -21,7 +21,7 @@ def images(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     gallery, embedder, text_embedder = build_toy_gallery(tmp_path / "images")
     opened: list[tuple[str, str]] = []
 
-    def fake_open(name: str, preset: str) -> Retriever:
+    def fake_open(name: str, preset: str, settings: object = None) -> Retriever:
         opened.append((name, preset))
         llm, vlm = toy_models(gallery, embedder, overrides=monkeypatch_overrides)
         return Retriever(gallery=gallery, llm=llm, vlm=vlm, embedder=embedder, text_embedder=text_embedder,
@@ -92,7 +92,7 @@ def test_exactly_one_reference_is_required(images: Path) -> None:
 ])
 def test_bad_input_is_one_line_and_exit_1(images: Path, monkeypatch, capsys, args, message) -> None:
     if "--preset" in args:
-        monkeypatch.setattr(search_cli, "open_retriever", lambda g, p: Retriever.from_settings(gallery=g, preset=p))
+        monkeypatch.setattr(search_cli, "open_retriever", lambda g, p, s=None: Retriever.from_settings(s, gallery=g, preset=p))
     monkeypatch.setattr(sys, "argv", ["cirgraph", "search", *args])
     with pytest.raises(SystemExit) as exit_info:
         main()
