@@ -138,3 +138,38 @@ def test_the_table_shows_only_columns_with_data_and_keeps_numbers_whole(images: 
     assert [r[0] for r in rows if r[0]] == ["1", "2", "3"]
     for row in rows:  # a long path may fold onto more lines; the numbers never do
         assert all(len(cell) == 5 for cell in row[2:-1]) if row[0] else not any(row[:-1])
+
+
+def test_the_reference_image_is_decoded_once_per_search(images: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cirgraph.agents import query
+    from cirgraph.tools import images as image_tools
+
+    decoded: list[str] = []
+    original = image_tools.decode_image
+
+    def counted(data: bytes, **kw):
+        decoded.append(kw.get("name"))
+        return original(data, **kw)
+
+    for module in (query, image_tools):  # the input check's decoder and the pipeline's
+        monkeypatch.setattr(module, "decode_image", counted)
+    query._decoded.clear()
+    res = _run("--image", str(images / "blue-dress.png"), "--text", "make it red", "--preset", "modification-only")
+    assert res.exit_code == 0, res.output
+    assert decoded == [str(images / "blue-dress.png")]
+
+
+def test_flags_show_no_type_in_help() -> None:
+    res = CliRunner().invoke(app, ["search", "--help"], env={"COLUMNS": "120"})
+    assert res.exit_code == 0 and "--explain" in res.output and "<bool>" not in res.output
+    assert "<str>" in res.output  # options that take a value keep theirs
+
+
+def test_model_library_progress_bars_are_off_unless_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cirgraph.cli import quiet_model_library
+
+    monkeypatch.delenv("HF_HUB_DISABLE_PROGRESS_BARS", raising=False)
+    quiet_model_library()
+    assert sys.modules["os"].environ["HF_HUB_DISABLE_PROGRESS_BARS"] == "1"
+    quiet_model_library(verbose=True)
+    assert sys.modules["os"].environ["HF_HUB_DISABLE_PROGRESS_BARS"] == "0"
