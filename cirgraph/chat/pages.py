@@ -24,9 +24,11 @@ if TYPE_CHECKING:
     from cirgraph.chat.limits import RateLimiter
 
 DOCS_ASSETS = "/static-docs"
-# The login page has no script; its form posts to this server only.
-LOGIN_HEADERS = {"Content-Security-Policy": "default-src 'self'; form-action 'self'; frame-ancestors 'none'",
-                 "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer", "Cache-Control": "no-store"}
+# The login page has no script; its form posts to this server only. Its referrer policy is same-origin: under
+# no-referrer a browser sends "Origin: null" with the form post, which the origin check refuses.
+LOGIN_HEADERS = {"Content-Security-Policy": "default-src 'self'; img-src 'self' data:; form-action 'self'; "
+                                           "frame-ancestors 'none'",
+                 "X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin", "Cache-Control": "no-store"}
 LOGIN_PAGE = """<!doctype html>
 <html lang="en">
 <head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">

@@ -1,5 +1,6 @@
 """The web chat in a real headless Chromium: upload an image, send two turns, see thumbnails, the explanation and
-the history; a reload resumes the thread.
+the history; a reload resumes the thread. A caption-only gallery's conversation started from a gallery item shows
+caption cards and no broken image; with an access token, the page asks for it first.
 
 Needs /usr/bin/chromium and /usr/bin/chromedriver (Debian: apt-get install -y chromium chromium-driver) and
 selenium. Selenium is given the driver's path, so Selenium Manager never runs (and never downloads anything).
@@ -19,7 +20,7 @@ from cirgraph.chat.api import create_app
 from cirgraph.chat.store import ChatStore
 from cirgraph.chat.threads import Conversations
 
-from .conftest import World
+from .conftest import CaptionWorld, World
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 pytestmark = [
@@ -31,14 +32,10 @@ pytestmark = [
 webdriver = pytest.importorskip("selenium.webdriver", reason="needs selenium (pip install selenium)")
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[tuple[str, World]]:
-    """The web chat on 127.0.0.1 (a free port), over the toy gallery with rerank on (verdicts to show)."""
+def serve(app: object) -> Iterator[str]:
+    """`app` under uvicorn on 127.0.0.1 (a free port) until the generator is closed; yields its URL."""
     import uvicorn
 
-    world = World(tmp_path, preset="rerank")
-    store = ChatStore(tmp_path / "checkpoints.sqlite")
-    app = create_app(Conversations(store, world.retriever))
     srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
@@ -47,9 +44,29 @@ def server(tmp_path: Path) -> Iterator[tuple[str, World]]:
         time.sleep(0.05)
     assert srv.started, "uvicorn did not start"
     port = srv.servers[0].sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}", world
+    yield f"http://127.0.0.1:{port}"
     srv.should_exit = True
     thread.join(10)
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[tuple[str, World]]:
+    """The web chat over the toy gallery with rerank on (verdicts to show)."""
+    world = World(tmp_path, preset="rerank")
+    store = ChatStore(tmp_path / "checkpoints.sqlite")
+    for url in serve(create_app(Conversations(store, world.retriever))):
+        yield url, world
+    store.close()
+    world.retriever.close()
+
+
+@pytest.fixture
+def caption_server(tmp_path: Path) -> Iterator[tuple[str, CaptionWorld]]:
+    """The web chat over the toy items as a caption-only gallery (no image files), behind an access token."""
+    world = CaptionWorld(tmp_path)
+    store = ChatStore(tmp_path / "checkpoints.sqlite")
+    for url in serve(create_app(Conversations(store, world.retriever), token=TOKEN)):
+        yield url, world
     store.close()
     world.retriever.close()
 
@@ -77,12 +94,13 @@ def wait(driver: object, condition: str, timeout: float = 30) -> None:
     from selenium.webdriver.support.ui import WebDriverWait
 
     try:
-        WebDriverWait(driver, timeout, poll_frequency=0.1).until(lambda d: d.execute_script(f"return !!({condition})"))
+        WebDriverWait(driver, timeout, poll_frequency=0.1).until(lambda d: d.execute_script(f"try {{ return !!({condition}) }} catch (e) {{ return false }}"))
     except Exception:
-        shown = driver.execute_script("return document.getElementById('error').textContent")
+        shown = driver.execute_script("const e = document.getElementById('error'); return e && e.textContent")
         pytest.fail(f"timed out waiting for {condition!r}; error shown on the page: {shown!r}")
 
 
+TOKEN = "browser-test-token"
 THUMBS_LOADED = ("document.querySelectorAll('#results img.thumb').length > 0 && [...document.querySelectorAll("
                  "'#results img.thumb')].every(i => i.complete && i.naturalWidth > 0)")
 
@@ -155,3 +173,65 @@ def test_pick_by_clicking_and_errors_are_shown(server: tuple[str, World], browse
     browser.find_element(By.ID, "undo").click()
     wait(browser, "document.querySelectorAll('#history li').length === 1")
     assert os.path.basename(browser.current_url).startswith("#thread=")
+
+
+NO_BROKEN_IMAGE = ("[...document.querySelectorAll('img')].filter(i => !i.hidden && i.offsetParent !== null)"
+                   ".every(i => i.getAttribute('src') && i.complete && i.naturalWidth > 0)")
+
+
+def log_in(driver: object, url: str, token: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    box = driver.find_element(By.ID, "token")
+    box.clear()
+    box.send_keys(token)
+    driver.find_element(By.ID, "login-button").click()
+
+
+def test_login_then_a_caption_gallery_conversation_from_a_gallery_item(caption_server, browser: object) -> None:
+    from selenium.webdriver.common.by import By
+
+    url, world = caption_server
+    browser.get(url + "/")  # no cookie yet: the page asks for the token
+    wait(browser, "location.pathname === '/login' && !!document.getElementById('token')")
+    log_in(browser, url, "not-the-token")
+    wait(browser, "location.pathname === '/login' && !document.getElementById('error').hidden")
+    assert "Wrong token" in browser.find_element(By.ID, "error").text
+    log_in(browser, url, TOKEN)
+    wait(browser, "location.pathname === '/' && document.body.dataset.ready === '1'")
+    assert browser.get_cookie("cirgraph_token")["httpOnly"] is True
+    assert browser.execute_script("return document.cookie") == ""  # not readable by scripts
+
+    # an empty thread offers a random sample of the gallery: caption cards, no chip until one is chosen
+    wait(browser, "document.querySelectorAll('#items .item').length === 8")
+    assert browser.find_element(By.ID, "pick-chip").is_displayed() is False
+    assert browser.execute_script("return document.querySelectorAll('#items img').length") == 0
+    browser.find_element(By.ID, "item-query").send_keys("blue dress")
+    browser.find_element(By.ID, "item-find").click()
+    wait(browser, "document.querySelectorAll('#items .item').length === 1")
+    card = browser.find_element(By.CSS_SELECTOR, "#items .item")
+    assert card.get_attribute("data-id") == "blue-dress" and "a blue dress on a hanger" in card.text
+    card.click()
+    assert browser.find_element(By.ID, "pick-chip").is_displayed()
+    assert "blue-dress" in browser.find_element(By.ID, "pick-label").text
+
+    send(browser, "make it red")
+    wait(browser, "document.querySelectorAll('#history li').length === 1")
+    wait(browser, "document.querySelectorAll('#results .hit').length > 0")
+    assert browser.find_element(By.ID, "description").text == "a red dress on a hanger"
+    assert browser.find_element(By.ID, "reference-caption").text == "a blue dress on a hanger"
+    first = browser.find_elements(By.CSS_SELECTOR, "#results .hit")
+    assert first[0].get_attribute("data-id") == "red-dress"
+    assert "a red dress on a hanger" in first[0].find_element(By.CSS_SELECTOR, ".caption-card").text
+    assert browser.find_element(By.ID, "pick-chip").is_displayed() is False  # the chip went with the turn
+
+    send(browser, "with long sleeves")
+    wait(browser, "document.querySelectorAll('#history li').length === 2")
+    assert browser.find_element(By.ID, "description").text == "a red dress on a hanger with long sleeves"
+    assert browser.execute_script(f"return {NO_BROKEN_IMAGE}")
+    assert browser.execute_script("return document.querySelectorAll('#results .caption-card').length") >= 3
+    # no script error, failed request (a broken image is one) or content-security-policy violation on the way,
+    # but the wrong token's 401
+    severe = [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    assert [m for m in severe if not m.startswith(f"{url}/login - ")] == []
+    assert len(severe) == 1 and "status of 401" in severe[0]
