@@ -29,27 +29,23 @@ import asyncio
 import json
 import logging
 from importlib.resources import files
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
 
 from fastapi import FastAPI, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 
 from cirgraph.agents.query import MAX_TEXT_CHARS, GalleryRef
-from cirgraph.chat.browse import ItemFinder, has_image_file
+from cirgraph.chat.gallery_routes import gallery_routes, image_routes, thumbnail_url
 from cirgraph.chat.guard import AccessGuard, check_origins
 from cirgraph.chat.limits import BodyLimit, RateLimited, RateLimiter
 from cirgraph.chat.pages import add_docs, add_login
 from cirgraph.chat.redact import public, redact_text
-from cirgraph.chat.schemas import (ErrorOut, GalleryOut, ItemOut, NewThread, SearchOut, ThreadOut, TurnOut,
-                                   UndoOut)
+from cirgraph.chat.schemas import ErrorOut, NewThread, SearchOut, ThreadOut, TurnOut, UndoOut
 from cirgraph.chat.sources import check_format, gallery_reference, upload_reference
 from cirgraph.chat.store import ThreadNotFound
-from cirgraph.chat.thumbnails import Thumbnails, gallery_file
 from cirgraph.chat.turns import stage_summary
 from cirgraph.errors import (CirgraphError, ConfigError, GalleryError, ImageError, InputError, ModelError,
                              ModelNotFoundError)
@@ -77,18 +73,10 @@ def status_of(exc: CirgraphError) -> int:
     return 500
 
 
-def image_url(gallery: str, item_id: str) -> str:
-    return f"/api/images/{quote(gallery, safe='')}/{quote(item_id, safe='')}"
-
-
-def thumbnail_url(gallery: str, item_id: str, uri: str | None) -> str | None:
-    """The thumbnail URL of an item, None when it has no image file here (a caption-only gallery's items)."""
-    return image_url(gallery, item_id) if has_image_file(uri) else None
-
-
-def item_out(gallery: str, item: Any) -> dict[str, Any]:
-    return public({"id": item.id, "uri": item.uri, "captions": item.captions[:3]}) | \
-        {"thumbnail": thumbnail_url(gallery, item.id, item.uri)}
+def unforeseen(exc: Exception) -> str:
+    """What a client is told of an error nobody foresaw: its kind and first line, without server paths."""
+    reason = redact_text(str(exc).splitlines()[0][:300]) if str(exc).strip() else ""
+    return f"internal error: {type(exc).__name__}" + (f": {reason}" if reason else "")
 
 
 def reference_out(gallery: str, reference: dict[str, Any], items: dict[str, Any]) -> dict[str, Any]:
@@ -155,10 +143,10 @@ def create_app(conversations: Conversations, *, max_upload_bytes: int | None = N
     async def index() -> HTMLResponse:
         return HTMLResponse((web / "index.html").read_text(encoding="utf-8"), headers=PAGE_HEADERS)
 
-    _gallery_routes(app, conversations)
+    gallery_routes(app, conversations)
     _search_route(app, conversations, checks)
     _thread_routes(app, conversations, checks)
-    _image_routes(app, conversations)
+    image_routes(app, conversations)
     return app
 
 
@@ -210,43 +198,7 @@ def _error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unforeseen(request: Any, exc: Exception) -> JSONResponse:
         log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
-        reason = redact_text(str(exc).splitlines()[0][:300]) if str(exc) else ""
-        return JSONResponse({"detail": f"internal error: {type(exc).__name__}{': ' + reason if reason else ''}"},
-                            status_code=500)
-
-
-def _gallery_routes(app: FastAPI, conversations: Conversations) -> None:
-    finders = {name: ItemFinder(r.gallery) for name, r in conversations.retrievers.items()}
-
-    def finder(gallery: str) -> ItemFinder:
-        if gallery not in finders:
-            raise HTTPException(404, f"gallery {gallery[:80]!r}: not served here; "
-                                     f"choose one of: {', '.join(conversations.galleries)}")
-        return finders[gallery]
-
-    @app.get("/api/galleries", response_model=list[GalleryOut], tags=["search"])
-    async def galleries() -> list[dict[str, Any]]:
-        """The galleries this server searches; the first is the default."""
-        counts = await asyncio.gather(*(asyncio.to_thread(r.gallery.count) for r in conversations.retrievers.values()))
-        names = conversations.galleries
-        return [{"name": n, "count": c, "default": n == names[0]} for n, c in zip(names, counts)]
-
-    @app.get("/api/galleries/{gallery}/items", response_model=list[ItemOut], responses=ERRORS, tags=["search"])
-    async def find_items(gallery: str, q: str = Query(..., min_length=1, max_length=200,
-                                                      description="Text to find in item ids and captions."),
-                         limit: int = Query(24, ge=1, le=100)) -> list[dict[str, Any]]:
-        """Gallery items to start a conversation from: id equal to q, then ids containing it, then captions."""
-        found = await asyncio.to_thread(finder(gallery).find, q, limit)
-        return [item_out(gallery, item) for item in found]
-
-    @app.get("/api/galleries/{gallery}/sample", response_model=list[ItemOut], responses=ERRORS, tags=["search"])
-    async def sample_items(gallery: str, n: int = Query(12, ge=1, le=100),
-                           seed: int | None = Query(None, description="Same seed, same sample.")) -> list[Any]:
-        """A random sample of gallery items."""
-        import random
-
-        found = await asyncio.to_thread(finder(gallery).sample, n, random.Random(seed))
-        return [item_out(gallery, item) for item in found]
+        return JSONResponse({"detail": unforeseen(exc)}, status_code=500)
 
 
 def _search_route(app: FastAPI, conversations: Conversations, checks: _Checks) -> None:
@@ -344,33 +296,6 @@ def _thread_routes(app: FastAPI, conversations: Conversations, checks: _Checks) 
         return await out(await conversations.reset(thread_id))
 
 
-def _image_routes(app: FastAPI, conversations: Conversations) -> None:
-    thumbs = Thumbnails(max_pixels=min(r.max_image_pixels for r in conversations.retrievers.values()))
-
-    def thumbnail(path: Path | None, size: int, missing: str, max_age: int) -> Response:
-        try:
-            if path is not None:
-                return Response(thumbs.of(path, size), media_type="image/jpeg",
-                                headers={"Cache-Control": f"max-age={max_age}", "X-Content-Type-Options": "nosniff"})
-        except OSError:  # removed since it was looked up
-            pass
-        return JSONResponse({"detail": missing}, status_code=404)
-
-    @app.get("/api/images/{gallery}/{item_id:path}", response_class=Response, responses=ERRORS, tags=["images"])
-    def gallery_image(gallery: str, item_id: str, size: int = Query(256, ge=32, le=1024)) -> Response:
-        """A JPEG thumbnail of an indexed gallery item: the item is looked up by id and its stored file is read."""
-        if gallery not in conversations.retrievers:
-            return JSONResponse({"detail": f"gallery {gallery[:80]!r}: not served here"}, status_code=404)
-        path = gallery_file(conversations.retrievers[gallery].gallery, item_id)
-        return thumbnail(path, size, f"item {item_id[:80]!r}: no image in gallery {gallery!r}", 3600)
-
-    @app.get("/api/uploads/{digest}", response_class=Response, responses=ERRORS, tags=["images"])
-    def uploaded_image(digest: str, size: int = Query(256, ge=32, le=1024)) -> Response:
-        """A JPEG thumbnail of an uploaded reference image, by content hash."""
-        path = conversations.store.upload_path(digest)
-        return thumbnail(path, size, f"upload {digest[:40]!r}: not found", 86400)
-
-
 async def _ndjson(first: tuple[str, Any], events: Any, turn: Any, gallery: str) -> Any:
     """NDJSON lines: {"event": "stage", "stage", "summary"} per stage, then {"event": "turn", "turn"}; a failure
     after the stream started becomes {"event": "error", "status", "detail"} with the status it would have had."""
@@ -391,8 +316,7 @@ async def _ndjson(first: tuple[str, Any], events: Any, turn: Any, gallery: str) 
         yield (json.dumps(body) + "\n").encode()
     except Exception as exc:  # the answer has started: the failure can only be told in the stream
         log.error("a streamed turn failed", exc_info=exc)
-        detail = f"internal error: {type(exc).__name__}: {redact_text(str(exc).splitlines()[0][:300] if str(exc) else '')}"
-        yield (json.dumps({"event": "error", "status": 500, "detail": detail}) + "\n").encode()
+        yield (json.dumps({"event": "error", "status": 500, "detail": unforeseen(exc)}) + "\n").encode()
 
 
 def _version() -> str:

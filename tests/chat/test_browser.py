@@ -94,7 +94,8 @@ def wait(driver: object, condition: str, timeout: float = 30) -> None:
     from selenium.webdriver.support.ui import WebDriverWait
 
     try:
-        WebDriverWait(driver, timeout, poll_frequency=0.1).until(lambda d: d.execute_script(f"try {{ return !!({condition}) }} catch (e) {{ return false }}"))
+        script = f"try {{ return !!({condition}) }} catch (e) {{ return false }}"  # pages come and go meanwhile
+        WebDriverWait(driver, timeout, poll_frequency=0.1).until(lambda d: d.execute_script(script))
     except Exception:
         shown = driver.execute_script("const e = document.getElementById('error'); return e && e.textContent")
         pytest.fail(f"timed out waiting for {condition!r}; error shown on the page: {shown!r}")
