@@ -5,8 +5,10 @@ table, and a bar chart of metrics by run: PNG through matplotlib when it is inst
 from __future__ import annotations
 
 import csv
+import hashlib
 import html
 import io
+import os
 import statistics
 from collections.abc import Sequence
 from datetime import datetime, timezone
@@ -23,6 +25,22 @@ if TYPE_CHECKING:
 # model s/q: the model seconds a query costs, cached answers counted at their original cost (tools.cache)
 COST_COLUMNS = ("calls/q", "cached/q", "tokens/q", "s/q", "model s/q")
 _SHOWN_FAILURES = 20
+
+
+def clean_metrics(metrics: dict[str, float]) -> dict[str, float]:
+    """Metrics (percentages) rounded to 4 decimals: 55.00000000000001 -> 55.0, nothing a reader can use is lost."""
+    return {name: round(value, 4) if isinstance(value, float) else value for name, value in metrics.items()}
+
+
+def comparison_chart_path(records: Sequence[RunRecord], folders: Sequence[Path]) -> Path:
+    """Where a comparison's chart goes by default: the folder that holds the compared runs, under a name of the
+    runs' own (compare-<hash of their ids>.png), so that comparing other runs there does not overwrite it."""
+    resolved = [str(Path(f).resolve()) for f in folders]
+    common = Path(os.path.commonpath(resolved))
+    if str(common) in resolved:  # a run folder itself (one run, or runs nested in it): beside it
+        common = common.parent
+    digest = hashlib.sha1("\n".join(r.run_id for r in records).encode()).hexdigest()[:10]
+    return common / f"compare-{digest}.png"
 
 
 def _timings(results: list[QueryResult], wall: float) -> dict[str, float]:
@@ -46,8 +64,8 @@ def assemble(session: Session, config: PipelineConfig, run_id: str, fp: str, log
     metrics = {}
     if bench.split(spec.split).has_ground_truth and queries:
         # CIRR: the image-set members below the kept ranking follow it, in their exact order (Recall_subset)
-        metrics = score(bench.name, queries, {r.id: r.ranking for r in results},
-                        subset_rankings={r.id: r.ranking + r.subset_tail for r in results})
+        metrics = clean_metrics(score(bench.name, queries, {r.id: r.ranking for r in results},
+                                      subset_rankings={r.id: r.ranking + r.subset_tail for r in results}))
     usage: dict[str, float] = {}
     for result in results:
         for key, value in result.usage.items():
@@ -166,7 +184,7 @@ def markdown(record: RunRecord) -> str:
               f"{record.counts.get('resumed', 0)} resumed from an earlier run).",
               f"Per query: {row['calls/q']} model calls, {row['cached/q']} cached, {row['tokens/q']} tokens, "
               f"{row['s/q']} s; the model's time {row['model s/q']} s a query, cached answers at their original "
-              f"cost. Wall time of this invocation: {record.timings.get('wall_s', 0)} s.", ""]
+              f"cost. Wall time of this invocation, the gallery build included: {record.timings.get('wall_s', 0)} s.", ""]
     models = {k: f"{m.name} ({m.kind}{', ' + m.endpoint if m.endpoint else ''})" for k, m in record.models.items() if m}
     lines += [f"- {k}: {v}" for k, v in models.items()]
     lines += [f"- prompt {s}: {p['template']} ({p['sha']})" for s, p in sorted(record.prompts.items())]

@@ -7,7 +7,9 @@
     cirgraph eval score cirr --split val --data data/cirr --predictions recall.json --json
 
 Progress (with ETA) goes to stderr: a bar on a terminal, a line every few seconds otherwise. Tables go to stdout, or
-with --json exactly one JSON object.
+with --json exactly one JSON object. Exit codes of run and ladder: 0 when every query was answered; 3
+(EXIT_SOME_FAILED) when some queries failed (they count as misses, and the record and summary list them); 1 for bad
+input or configuration, before any model is loaded; 2 for usage errors.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typer.core import TyperGroup
 
 from cirgraph.cli import app
 from cirgraph.cli._presets import announce_default, preset_option
+from cirgraph.cli.index import EXIT_SOME_FAILED
 
 if TYPE_CHECKING:
     from cirgraph.agents.context import PipelineConfig
@@ -119,6 +122,9 @@ class _Reporter:
         if self._bar is not None:
             self._bar.remove_task(self._tasks.pop("run"))
 
+    def waiting(self, endpoint: str, reason: str, seconds: float) -> None:
+        self._line(f"model endpoint {endpoint} is down ({reason}); probing again in {seconds:.0f}s", force=True)
+
     def close(self) -> None:
         if self._bar is not None:
             self._bar.stop()
@@ -161,10 +167,27 @@ def _typed(kind: str, value: str, subject: str) -> Any:
         raise InputError(subject, f"{value!r} is not a valid {kind}") from None
 
 
+def check_paths(data: Path, images: Path | None = None, captions: Path | None = None,
+                queries: Path | None = None) -> None:
+    """Refuse a missing data folder, images folder, captions or query file in one line, before any model loads."""
+    from cirgraph.errors import InputError
+
+    for option, path, folder in (("--data", data, True), ("--images", images, True), ("--captions", captions, False),
+                                 ("--queries", queries, False)):
+        if path is None or (path.is_dir() if folder else path.is_file()):
+            continue
+        kind = "folder" if folder else "file"
+        reason = f"not a {kind}" if path.exists() else f"no such {kind}"
+        raise InputError(f"{option} {str(path)!r}", reason + (" (the benchmark's annotation files)"
+                                                              if option == "--data" else ""))
+
+
 def _spec(benchmark: str, split: str, data: Path, images: Path | None, captions: Path | None, queries: Path | None,
           config: PipelineConfig, category: list[str], limit: int | None, concurrency: int, depth: int | None,
           out: Path | None, fresh: bool, offset: int = 0) -> EvalSpec:
     from cirgraph.evals.runner import EvalSpec
+
+    check_paths(data, images, captions, queries)
 
     return EvalSpec(benchmark=benchmark.lower(), split=split, data_dir=data, images_dir=images,
                     captions_file=captions, query_file=queries, categories=tuple(category), config=config,
@@ -227,7 +250,9 @@ def run(
     from cirgraph.evals.runner import evaluate
     from cirgraph.settings import Settings
 
-    chosen, why = (preset_name, None) if preset_name is not None else Settings().default_preset()
+    check_paths(data, images, captions, queries)
+    settings = Settings()
+    chosen, why = (preset_name, None) if preset_name is not None else settings.default_preset()
     config = parse_config(chosen, variant, setting)
     if why is not None:  # said once the inputs are known to be good
         announce_default(config, why)
@@ -235,10 +260,20 @@ def run(
                  out, fresh, offset)
     reporter = _Reporter(enabled=not quiet)
     try:
-        record = evaluate(spec, Settings(), reporter=reporter)
+        record = evaluate(spec, settings, reporter=reporter)
     finally:
         reporter.close()
     _print_run(record, reporter.folders[-1], as_json)
+    _exit_if_failed([record])
+
+
+def _exit_if_failed(records: list[RunRecord]) -> None:
+    """Exit EXIT_SOME_FAILED when some queries of the runs failed (after the output is printed)."""
+    failed = sum(r.counts.get("failed", 0) for r in records)
+    if failed:
+        typer.echo(f"{failed} of {sum(r.counts.get('queries', 0) for r in records)} queries failed (listed in the "
+                   f"summary); exit status {EXIT_SOME_FAILED}", err=True)
+        raise typer.Exit(EXIT_SOME_FAILED)
 
 
 @eval_app.command("ladder")
@@ -269,6 +304,7 @@ def ladder(
         reporter.close()
     base = out or settings.home / "runs" / f"ladder-{spec.benchmark}-{spec.split}-{spec.mode}"
     _print_comparison(records, as_json, Path(base) / "ladder.png")
+    _exit_if_failed(records)
 
 
 _CANDIDATES = typer.Option("modification-only,modification+reference,small-model", "--candidates",
@@ -326,21 +362,38 @@ def calibrate(
 
 @eval_app.command("compare")
 def compare(
-    runs: list[Path] = typer.Argument(..., help="Run folders or record.json files."),
+    runs: list[str] = typer.Argument(..., help="Run ids (as `eval run` prints them, under CIRGRAPH_HOME/runs), run "
+                                     "folders or record.json files."),
     plot_path: Optional[Path] = typer.Option(None, "--plot", help="Where to save the chart (.png needs "  # noqa: UP007
-                                             "matplotlib, else .svg; default: compare.png beside the first run)."),
+                                             "matplotlib, else .svg; default: compare-<runs>.png in the folder "
+                                             "that holds the runs, named after them)."),
     csv_path: Optional[Path] = typer.Option(None, "--csv", help="Also write the table as CSV."),  # noqa: UP007
     as_json: bool = _JSON,
 ) -> None:
     """Print a side-by-side table of the runs' metrics and cost per query, and save a chart of the metrics."""
     from cirgraph.evals.records import load_record, write_atomic
-    from cirgraph.evals.reports import summary_row, to_csv
+    from cirgraph.evals.reports import comparison_chart_path, summary_row, to_csv
 
-    records = [load_record(path) for path in runs]
-    first = runs[0] if runs[0].is_dir() else runs[0].parent
+    paths = [_run_path(run_ref) for run_ref in runs]
+    records = [load_record(path) for path in paths]
     if csv_path is not None:
         write_atomic(csv_path, to_csv([summary_row(r) for r in records]))
-    _print_comparison(records, as_json, plot_path or first.parent / "compare.png")
+    folders = [path if path.is_dir() else path.parent for path in paths]
+    _print_comparison(records, as_json, plot_path or comparison_chart_path(records, folders))
+
+
+def _run_path(run_ref: str) -> Path:
+    """A run folder or record file as given, else the folder of the run id under CIRGRAPH_HOME/runs."""
+    from cirgraph.errors import InputError
+    from cirgraph.settings import Settings
+
+    path = Path(run_ref).expanduser()
+    if path.exists():
+        return path
+    runs = Settings().home / "runs"
+    if "/" not in run_ref and (runs / run_ref).is_dir():
+        return runs / run_ref
+    raise InputError(f"run {run_ref!r}", f"no such folder or record file, and no run with this id in {runs}")
 
 
 @eval_app.command("score")
@@ -353,7 +406,9 @@ def score(
     """Score a rankings file in the test-server format against a split with ground truth (CIRR val, CIRCO val)."""
     from cirgraph.evals.submission import score_predictions
 
-    metrics = score_predictions(benchmark.lower(), split, data, predictions)
+    from cirgraph.evals.reports import clean_metrics
+
+    metrics = clean_metrics(score_predictions(benchmark.lower(), split, data, predictions))
     if as_json:
         typer.echo(json.dumps(metrics))
         return

@@ -18,6 +18,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cirgraph.cli import app
+from cirgraph.errors import InputError
 from cirgraph.testing.fake_openai import FakeOpenAIServer
 
 CIRR = Path(__file__).parents[1] / "evals" / "fixtures" / "cirr"
@@ -51,9 +52,9 @@ def captions(tmp_path: Path) -> Path:
     return path
 
 
-def cli(*args: str) -> object:
+def cli(*args: str, code: int = 0) -> object:
     result = CliRunner().invoke(app, ["eval", *args], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == code, result.output
     return result
 
 
@@ -79,7 +80,7 @@ def test_run_records_metrics_and_a_rerun_calls_no_model(server: FakeOpenAIServer
 
 
 def test_missing_captions_are_reported_and_fail_only_their_queries(server: FakeOpenAIServer, tmp_path: Path) -> None:
-    result = cli("run", *run_args(CIRR / "mllm_captions.json", tmp_path / "r", "--preset", "caption-only"))
+    result = cli("run", *run_args(CIRR / "mllm_captions.json", tmp_path / "r", "--preset", "caption-only"), code=3)
     record = json.loads((tmp_path / "r" / "record.json").read_text())
     assert record["counts"]["failed"] == 4 and record["counts"]["ok"] == 1
     assert {f["type"] for f in record["failures"]} == {"MissingCaptionError"}
@@ -194,3 +195,48 @@ def test_calibrate_leaves_out_candidates_whose_model_is_missing(captions: Path, 
     written = json.loads(res.stdout)
     assert [c["preset"] for c in written["candidates"]] == ["modification-only"]
     assert written["preset"] == "modification-only" and written["models"]["llm"] is None
+
+
+def test_some_failed_queries_exit_3_with_the_json_unchanged(server: FakeOpenAIServer, tmp_path: Path) -> None:
+    result = cli("run", *run_args(CIRR / "mllm_captions.json", tmp_path / "r", "--preset", "caption-only", "--json",
+                                  "-q"), code=3)
+    out = json.loads(result.stdout)
+    assert set(out) == {"run_id", "folder", "metrics", "counts", "failures", "submissions"}
+    assert out["counts"]["failed"] == 4 and "4 of 5 queries failed" in result.stderr
+
+
+def test_compare_takes_run_ids_and_names_its_chart_after_the_runs(server: FakeOpenAIServer, captions: Path,
+                                                                 tmp_path: Path) -> None:
+    ids = [json.loads(cli("run", "cirr", "--split", "val", "--data", str(CIRR), "--captions", str(captions),
+                          "--preset", preset, "--json", "-q").stdout)["run_id"] for preset in ("modification-only",
+                                                                                            "cirevl")]
+    runs = Path(os.environ["CIRGRAPH_HOME"]) / "runs"
+    first = cli("compare", *ids)
+    charts = sorted(runs.glob("compare-*"))
+    assert len(charts) == 1 and f"plot: {charts[0]}" in first.stdout
+    cli("compare", ids[1], str(runs / ids[0]))  # an id and a folder, in another order: a chart of its own
+    assert len(list(runs.glob("compare-*"))) == 2 and charts[0].exists()
+    with pytest.raises(InputError, match="'no-such-run-id': no such folder or record file, and no run with this id"):
+        CliRunner().invoke(app, ["eval", "compare", "no-such-run-id"], catch_exceptions=False)
+
+
+def test_a_bad_data_folder_fails_in_one_line_before_any_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cirgraph import factory
+
+    def no_model(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a model was loaded")
+
+    for name in ("build_chat_model", "load_text_embedder", "load_image_text_embedder"):
+        monkeypatch.setattr(factory, name, no_model)
+    monkeypatch.setattr(sys, "argv", ["cirgraph", "eval", "run", "cirr", "--data", str(tmp_path / "nope")])
+    from cirgraph.cli import main
+
+    with pytest.raises(SystemExit) as stop:
+        main()
+    assert stop.value.code == 1
+
+
+def test_metrics_carry_no_float_noise() -> None:
+    from cirgraph.evals.reports import clean_metrics
+
+    assert clean_metrics({"R@1": 55.00000000000001, "R@5": 1 / 3 * 100}) == {"R@1": 55.0, "R@5": 33.3333}
