@@ -6,7 +6,10 @@ Queries run with bounded concurrency; each finished query is appended to the run
 cirgraph.evals.records.QueryLog), so an interrupted run resumes where it stopped, and a query that raises is recorded
 with its error while the others go on (as dspy's Evaluate isolates examples). Every model call goes through a disk
 cache (cirgraph.tools.cache) under CIRGRAPH_HOME/cache, so a rerun with unchanged prompts and models makes no call.
-Failed queries count as misses in the metrics and are listed in the record.
+Failed queries count as misses in the metrics and are listed in the record. A model endpoint that goes away does
+not fail query after query: the runner waits, probing it with a cheap request at exponentially growing intervals
+(`EvalSpec.outage_backoff`), runs again the queries that were under way when it went down, and stops the run with
+an error naming the endpoint only after `EvalSpec.max_outage_s` (a rerun resumes).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ if TYPE_CHECKING:
     from cirgraph.evals.space import Space
     from cirgraph.settings import Settings
     from cirgraph.tools.cache import CallCache
+    from cirgraph.tools.health import EndpointHealth
 
 EMPTY_TEXT = "the same image"  # searched for when a query's modification text is empty (CIRR test1 has one)
 # Ranked names kept per query: the deepest cut the metrics use (R@50, mAP@50). CIRR keeps more, so that
@@ -47,13 +51,15 @@ class Reporter:
     def start(self, run_id: str, total: int, finished: int) -> None: ...
     def result(self, result: QueryResult) -> None: ...
     def finish(self, record: RunRecord, folder: Path) -> None: ...
+    def waiting(self, endpoint: str, reason: str, seconds: float) -> None: ...
 
 
 @dataclass(frozen=True)
 class EvalSpec:
     """What to evaluate: a benchmark split, where its data is, the space to search in, and the configuration.
     `limit` keeps the first N queries of each part (each FashionIQ category) after skipping `offset`; `depth` is how
-    many ranked names every query keeps (the pipeline's k; default 50, CIRR 200)."""
+    many ranked names every query keeps (the pipeline's k; default 50, CIRR 200). `outage_backoff` is the (first,
+    longest) pause between probes of an unreachable model endpoint; `max_outage_s` how long the run waits for it."""
 
     benchmark: str
     split: str
@@ -69,6 +75,8 @@ class EvalSpec:
     depth: int | None = None
     out_dir: Path | None = None
     fresh: bool = False
+    outage_backoff: tuple[float, float] = (1.0, 30.0)
+    max_outage_s: float = 600.0
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:
@@ -118,7 +126,7 @@ class Session:
     parts: list[Part]
     models: Models
     cache: CallCache
-    opened_at: float | None = None  # when the session began building its galleries (perf_counter)
+    endpoints: list[tuple[EndpointHealth, str, Callable[[], Awaitable[object]]]] = field(default_factory=list)
 
     def retriever(self, part: Part, config: PipelineConfig) -> Any:
         from cirgraph.retriever import Retriever
@@ -130,26 +138,74 @@ class Session:
                          config=config, caption_cache=self.cache)
 
 
+class OutageGate:
+    """The model endpoints of a run, each with its health state and a cheap probe (see cirgraph.tools.health).
+    `ready()` waits while one is down, one worker probing for all; `mark()` before a query and `went_down(mark)`
+    after it tell whether an endpoint went down meanwhile (the query then ran on degraded stages)."""
+
+    def __init__(self, endpoints: Sequence[tuple[EndpointHealth, str, Callable[[], Awaitable[object]]]], *,
+                 backoff: tuple[float, float] = (1.0, 30.0), max_wait_s: float = 600.0,
+                 on_wait: Callable[[str, str, float], None] | None = None) -> None:
+        self.endpoints, self.backoff, self.max_wait_s, self.on_wait = list(endpoints), backoff, max_wait_s, on_wait
+        self._lock = asyncio.Lock()
+
+    async def ready(self) -> None:
+        from cirgraph.tools.health import EndpointDown
+
+        async with self._lock:
+            for health, key, probe in self.endpoints:
+                tell = None if self.on_wait is None else (lambda why, s, k=key: self.on_wait(k, why, s))
+                try:
+                    await health.wait_until_up(key, probe, initial_s=self.backoff[0], cap_s=self.backoff[1],
+                                               max_wait_s=self.max_wait_s, on_wait=tell)
+                except EndpointDown as exc:
+                    raise EndpointDown(exc.model, f"{exc.reason}; the run stops here, and a rerun resumes "
+                                                  "it after the finished queries") from None
+
+    def mark(self) -> tuple[int, ...]:
+        return tuple(health.outages(key) for health, key, _ in self.endpoints)
+
+    def went_down(self, mark: tuple[int, ...]) -> bool:
+        return self.mark() != mark
+
+
 async def run_queries(queries: Sequence[Query], search: Search, log: QueryLog, *, concurrency: int,
-                      on_result: Callable[[QueryResult], None] | None = None) -> int:
+                      on_result: Callable[[QueryResult], None] | None = None, gate: OutageGate | None = None,
+                      reruns: int = 3) -> int:
     """Run the queries the log has no successful result for, at most `concurrency` at a time; each result is
-    logged as soon as it exists. A query that raises becomes a failed result. Returns how many ran."""
+    logged as soon as it exists. A query that raises becomes a failed result. With a `gate`, no query starts while
+    a model endpoint is down, and a query during which one went down runs again (up to `reruns` times) once it is
+    back. Returns how many ran."""
     todo = deque(q for q in queries if q.id not in log.results or log.results[q.id].status == "failed")
-    ran = len(todo)
+    ran, tries = len(todo), {q.id: 0 for q in todo}
 
     async def worker() -> None:
         while todo:
             query = todo.popleft()
+            if gate is not None:
+                await gate.ready()
+            mark = gate.mark() if gate is not None else ()
             started = time.perf_counter()
             try:
                 result = await search(query)
             except Exception as exc:  # isolate the query: record why, go on with the others
                 result = QueryResult.failure(query.id, exc, time.perf_counter() - started)
+            if gate is not None and gate.went_down(mark) and tries[query.id] < reruns:
+                tries[query.id] += 1
+                todo.appendleft(query)  # its stages degraded because the endpoint went away: run it again
+                continue
             await asyncio.to_thread(log.append, result)  # the fsync stays off the event loop
             if on_result is not None:
                 on_result(result)
 
-    await asyncio.gather(*(worker() for _ in range(min(concurrency, len(todo)))))
+    workers = [asyncio.ensure_future(worker()) for _ in range(min(concurrency, len(todo)))]
+    try:
+        await asyncio.gather(*workers)
+    except BaseException:
+        for task in workers:  # an endpoint that stayed down ends the run: stop the other workers too
+            task.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+        raise
     return ran
 
 
@@ -210,10 +266,11 @@ async def run_config(session: Session, config: PipelineConfig, out_dir: Path | N
     finished = sum(1 for q in queries if q.id in log.results and log.results[q.id].status == "ok")
     reporter.start(run_id, len(queries), finished)
     searches = {p.data.category: pipeline_search(p, session.retriever(p, config), config) for p in session.parts}
-    # the first run of a command counts the gallery build in its wall time; later runs of a ladder start here
-    started, session.opened_at = session.opened_at or time.perf_counter(), None
+    started = time.perf_counter()
+    gate = OutageGate(session.endpoints, backoff=spec.outage_backoff, max_wait_s=spec.max_outage_s,
+                      on_wait=reporter.waiting) if session.endpoints else None
     ran = await run_queries(queries, lambda q: searches[q.category](q), log, concurrency=spec.concurrency,
-                            on_result=reporter.result)
+                            on_result=reporter.result, gate=gate)
     record = reports.assemble(session, config, run_id, fingerprint, log.results, time.perf_counter() - started, ran)
     reports.write_submissions(session, record, folder)
     write_record(record, folder / RECORD_FILE)
@@ -255,7 +312,7 @@ async def open_session(spec: EvalSpec, settings: Settings, configs: Sequence[Pip
     from cirgraph.evals.space import build_space
     from cirgraph.tools.cache import FAILED_NAMESPACE, CachedChatModel, CallCache
 
-    reporter, opened_at = reporter or Reporter(), time.perf_counter()
+    reporter = reporter or Reporter()
     live = models or _models_from_settings(settings, spec, configs)
     parts = []
     for data in _load_parts(spec):
@@ -274,8 +331,8 @@ async def open_session(spec: EvalSpec, settings: Settings, configs: Sequence[Pip
         cache.clear(FAILED_NAMESPACE)
     cached = {id(m): CachedChatModel(m, cache) for m in (live.llm, live.vlm) if m is not None}  # one per client
     session = Session(spec, settings, parts, replace(live, llm=cached.get(id(live.llm)) if live.llm else None,
-                                                     vlm=cached.get(id(live.vlm)) if live.vlm else None), cache)
-    session.opened_at = opened_at
+                                                     vlm=cached.get(id(live.vlm)) if live.vlm else None), cache,
+                      endpoints=_endpoints(live))
     try:
         yield session
     finally:
@@ -283,6 +340,16 @@ async def open_session(spec: EvalSpec, settings: Settings, configs: Sequence[Pip
             if hasattr(model, "aclose"):
                 await model.aclose()
         cache.close()
+
+
+def _endpoints(models: Models) -> list[tuple[EndpointHealth, str, Callable[[], Awaitable[object]]]]:
+    """(health, endpoint key, probe) of each distinct endpoint the chat models call (clients over HTTP only)."""
+    out = {}
+    for model in (models.llm, models.vlm):
+        health, key, probe = (getattr(model, a, None) for a in ("health", "endpoint", "probe"))
+        if health is not None and key is not None and probe is not None:
+            out.setdefault((id(health), key), (health, key, probe))
+    return list(out.values())
 
 
 async def evaluate_async(spec: EvalSpec, settings: Settings, *, models: Models | None = None,

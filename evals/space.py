@@ -215,7 +215,7 @@ def _image_gallery(settings: Settings, space: Space, data: SplitData, names: lis
     if not space.info["reused"]:
         table = _table(space) if space.captions else None
         report = Indexer(gallery, embedder=embedder, text_embedder=with_captions,
-                         progress=progress).index(links, captions=table, prune=True)
+                         progress=progress).index(links, captions=table, prune=True, follow_links=True)
         if report.duplicates:
             space.notes.append(f"{space.info['gallery']}: {len(report.duplicates)} gallery images duplicate "
                                "another's content and cannot be ranked apart")

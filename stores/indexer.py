@@ -80,11 +80,11 @@ class Indexer:
     # --- images --------------------------------------------------------------------------------------------
 
     def index(self, path: str | os.PathLike | Scan, *, captions: CaptionTable | None = None, prune: bool = False,
-              metadata: Mapping[str, Any] | None = None) -> IndexReport:
+              metadata: Mapping[str, Any] | None = None, follow_links: bool = False) -> IndexReport:
         """Index the images under `path` (or an earlier scan of it), with captions from `captions` (matched by file
         name, with or without extension, or path under the folder) or else from the captioner; `metadata` is added
-        to every new item."""
-        scan = path if isinstance(path, Scan) else scan_path(path)
+        to every new item. Links out of a folder are skipped (counted in `links_outside`) unless `follow_links`."""
+        scan = path if isinstance(path, Scan) else scan_path(path, follow_links=follow_links)
         report = IndexReport(ignored=scan.ignored, failed=list(scan.failed), links_outside=len(scan.outside))
         extra = clean_metadata(metadata or {})
         file_captions = self._match_files(captions, scan, report) if captions is not None else {}

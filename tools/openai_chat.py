@@ -248,7 +248,10 @@ class OpenAIChatModel:
         except (_FormatRejected, EndpointDown):
             raise
         except Exception as exc:
-            raise self._final_error(exc, tally.attempts) from exc
+            error = self._final_error(exc, tally.attempts)
+            if _unreachable(exc):  # a call that gave up on the endpoint: it is down, whatever others saw
+                self.health.failed(self.endpoint, self._reason(exc))
+            raise error from exc
         self.health.succeeded(self.endpoint)
         return result
 
