@@ -240,3 +240,12 @@ def test_metrics_carry_no_float_noise() -> None:
     from cirgraph.evals.reports import clean_metrics
 
     assert clean_metrics({"R@1": 55.00000000000001, "R@5": 1 / 3 * 100}) == {"R@1": 55.0, "R@5": 33.3333}
+
+
+def test_the_wall_time_counts_the_gallery_build(server: FakeOpenAIServer, captions: Path, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CIRGRAPH_TEXT_EMBEDDER", "hash:64?delay=0.3")  # every embedding call sleeps 0.3 s
+    out = json.loads(cli("run", *run_args(captions, tmp_path / "w", "--preset", "modification-only", "-c", "1",
+                                          "--json", "-q")).stdout)
+    timings = json.loads((Path(out["folder"]) / "record.json").read_text())["timings"]
+    assert timings["wall_s"] >= timings["query_s_total"] + 0.3  # the build embedded the captions at least once
