@@ -129,6 +129,16 @@ def handle(session: ChatSession, line: str, out: Console, err: Console) -> bool:
     return True
 
 
+def resume_command(gallery: str, thread: str, preset: str | None, k: int) -> str:
+    """The command that resumes this conversation as it ran: the options given, quoted for a shell."""
+    import shlex
+
+    args = ["cirgraph", "chat", "--gallery", gallery, "--thread", thread]
+    args += ["--preset", preset] if preset is not None else []
+    args += ["-k", str(k)] if k != 10 else []
+    return shlex.join(args)
+
+
 @app.command("chat")
 def chat(
     gallery: str = typer.Option("default", "--gallery", "-g", help="The gallery to search."),
@@ -143,6 +153,7 @@ def chat(
     from cirgraph.errors import CirgraphError
 
     out, err = Console(soft_wrap=True), Console(stderr=True, soft_wrap=True)
+    asked = preset
     preset = chosen_preset(preset)
     session = open_session(gallery, preset, thread, k)
     try:
@@ -162,7 +173,7 @@ def chat(
                     break
             except CirgraphError as exc:
                 err.print(f"error: {exc}", highlight=False, markup=False)
-        out.print(f"bye; resume with: cirgraph chat --gallery {session.gallery} --thread {session.thread_id}",
+        out.print(f"bye; resume with: {resume_command(session.gallery, session.thread_id, asked, k)}",
                   highlight=False, markup=False)
     finally:
         session.close()

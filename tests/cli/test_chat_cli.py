@@ -69,7 +69,7 @@ def test_a_terminal_conversation_and_its_resumption(toy: dict) -> None:
     assert "1. make it red -> a red dress" in res.stdout and "2. the second one, but blue" in res.stdout
     assert "took back turn 2" in res.stdout
     assert [ln.split(":")[0] for ln in res.stderr.splitlines()][:3] == ["caption_reference", "recompose", "retrieve"]
-    assert f"--thread {thread}" in res.stdout
+    assert f"resume with: cirgraph chat --gallery shop --thread {thread} --preset cirevl -k 3" in res.stdout
 
     again = chat("--gallery", "shop", "--thread", thread, "--preset", "cirevl", lines=["/history", "/reset",
                                                                                        "/history"])
