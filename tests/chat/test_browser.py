@@ -236,3 +236,14 @@ def test_login_then_a_caption_gallery_conversation_from_a_gallery_item(caption_s
     severe = [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"]
     assert [m for m in severe if not m.startswith(f"{url}/login - ")] == []
     assert len(severe) == 1 and "status of 401" in severe[0]
+
+
+def test_api_docs_render_from_the_apps_own_assets(server: tuple[str, World], browser: object) -> None:
+    """/docs draws every route with scripts served by the app (a headless browser here has no network)."""
+    url, _ = server
+    browser.get(url + "/docs")
+    wait(browser, "document.querySelectorAll('.opblock').length >= 10")
+    assert "/api/threads/{thread_id}/turns" in browser.find_element("css selector", ".swagger-ui").text
+    sources = browser.execute_script("return [...document.scripts].map(s => s.src).filter(Boolean)")
+    assert sources and all(s.startswith(url + "/") for s in sources)
+    assert [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []
