@@ -11,6 +11,10 @@
 # `cirgraph eval ladder cirr ... --presets cirevl,anchored --limit 60`.
 #   HELD_OUT_LIMIT=1000 bash scripts/cirr-ladder.sh
 #
+# `eval ladder` exits 3 when some queries failed (3 CIRR val queries always do: their reference has no caption in
+# mllm_captions.json; they count as misses and the summaries list them): this script goes on after exit 3, and
+# stops on any other failure.
+#
 # A rerun resumes finished queries and answers repeated model calls from the cache (their original cost is still
 # reported, as "model s/q"); FRESH=1 recomputes every ranking.
 set -euo pipefail
@@ -31,11 +35,14 @@ limit=(); [ -n "${HELD_OUT_LIMIT:-}" ] && limit=(--limit "$HELD_OUT_LIMIT")
 
 # Held out: the small-model weights and the modification+reference weight were chosen on queries 1-500.
 # The server runs 4 slots: 4 queries in flight keep it busy.
-cirgraph eval ladder "${common[@]}" --presets modification-only,modification+reference,small-model \
+# exit 3: some queries failed (listed in the summaries); anything else stops the script
+some_failed_ok() { local rc=0; "$@" || rc=$?; [ "$rc" = 0 ] || [ "$rc" = 3 ] || exit "$rc"; }
+some_failed_ok cirgraph eval ladder "${common[@]}" --presets modification-only,modification+reference,small-model \
   --offset 500 "${limit[@]}" -c 4 --out "$out/held-out"
 # small-model+rerank makes 11 calls a query (one recompose, ten checks): a shorter held-out slice, the rungs it
 # is compared with repeated on it.
-cirgraph eval ladder "${common[@]}" --presets modification-only,modification+reference,small-model,small-model+rerank \
+some_failed_ok cirgraph eval ladder "${common[@]}" \
+  --presets modification-only,modification+reference,small-model,small-model+rerank \
   --offset 500 --limit "${RERANK_LIMIT:-200}" -c 4 --out "$out/rerank"
 echo "== held-out queries 501-$((500 + ${HELD_OUT_LIMIT:-1607}))"
 cirgraph eval compare "$out"/held-out/*/ --plot "$out/held-out/compare.png"
