@@ -100,7 +100,9 @@ def load_image_text_embedder(ref: str, *, device: str = "cpu", batch_size: int =
     if _is_hash(ref):
         return _hash_embedder(ref, images=True)
     from cirgraph.tools.hf_embedders import HFImageTextEmbedder
+    from cirgraph.tools.hf_loading import check_loadable
 
+    _with_hint("embedder", lambda: check_loadable(ref, offline=offline))  # before torch is imported
     return _with_hint("embedder", lambda: HFImageTextEmbedder(ref, device=device, batch_size=batch_size,
                                                               offline=offline))
 
@@ -122,9 +124,9 @@ def load_text_embedder(ref: str, *, device: str = "cpu", batch_size: int = 64, o
     def build() -> TextEmbedder:
         if device == "cpu":
             from cirgraph.tools.bert_numpy import NumpyBertEmbedder, qualifies
-            from cirgraph.tools.hf_loading import resolve_model
+            from cirgraph.tools.hf_loading import check_loadable
 
-            source = resolve_model(ref, offline=offline)
+            source = check_loadable(ref, offline=offline)
             if source.local and qualifies(source.location):
                 return NumpyBertEmbedder(ref, source.location, bulk=transformers_embedder)
         return transformers_embedder()
@@ -160,8 +162,10 @@ def build_chat_model(settings: Settings, role: Literal["llm", "vlm"]) -> ChatMod
                                timeout=settings.request_timeout, max_retries=settings.max_retries,
                                max_concurrency=settings.max_concurrency, image_max_side=settings.image_max_side)
     from cirgraph.tools.hf_chat import TransformersChatModel
+    from cirgraph.tools.hf_loading import check_loadable
 
     default = DEFAULT_LOCAL_LLM if role == "llm" else DEFAULT_LOCAL_VLM
+    _with_hint(role, lambda: check_loadable(model or default, offline=settings.offline))  # before torch is imported
     return _with_hint(role, lambda: TransformersChatModel(model or default, device=settings.device,
                                                            offline=settings.offline,
                                                            image_max_side=settings.image_max_side))

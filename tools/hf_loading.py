@@ -175,6 +175,18 @@ def forget_hub_state() -> None:
         _hub_state.clear()
 
 
+def check_loadable(model: str, *, offline: bool = False) -> ModelSource:
+    """resolve_model, and for a model that must come from the hub the reachability check, before anything heavy
+    (torch, transformers) is imported: a model that cannot be had fails at once."""
+    source = resolve_model(model, offline=offline)
+    if not source.local:
+        unreachable = hub_unreachable()
+        if unreachable is not None:
+            raise ModelNotFoundError(model, f"it is not in the local Hugging Face cache and the model hub "
+                                            f"{hub_endpoint()} is unreachable ({unreachable})")
+    return source
+
+
 def _load_errors() -> tuple[type[BaseException], ...]:
     """Exceptions that mean 'the checkpoint is missing or unreadable' (hub errors subclass OSError)."""
     from huggingface_hub.errors import EntryNotFoundError

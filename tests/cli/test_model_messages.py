@@ -58,3 +58,21 @@ def test_the_cli_prints_a_missing_model_in_one_line(tmp_path, capsys, monkeypatc
     assert stop.value.code == 1 and "Traceback" not in err
     lines = [line for line in err.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and "no-clip" in lines[0] and 'CIRGRAPH_EMBEDDER=""' in lines[0], err
+
+
+def test_an_unreachable_hub_fails_before_torch_is_imported(tmp_path) -> None:
+    import os
+    import socket
+    import subprocess
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # closed once the block ends: connections are refused
+    code = ("import sys\nfrom cirgraph.errors import ModelNotFoundError\nfrom cirgraph.factory import "
+            "load_image_text_embedder\ntry:\n    load_image_text_embedder('nobody-here/no-clip')\n"
+            "except ModelNotFoundError as exc:\n    print('unreachable' in str(exc), 'torch' in sys.modules)\n")
+    env = {**os.environ, "HF_ENDPOINT": f"http://127.0.0.1:{port}", "HF_HOME": str(tmp_path / "hf")}
+    env.pop("HF_HUB_OFFLINE", None)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert result.stdout.split() == ["True", "False"], result.stderr
+    assert sum("is unreachable" in line for line in result.stderr.splitlines()) == 1
