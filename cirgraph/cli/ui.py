@@ -101,8 +101,9 @@ def ui(
         if normalise_origin(origin) is None:
             raise typer.BadParameter(f"{origin!r} is not an http(s) origin like https://host:8000",
                                      param_hint="--allow-origin")
+    token = (token or "").strip() or None  # an empty CIRGRAPH_UI_TOKEN is no token
     generated = token is None and not is_loopback(host)
-    token = secrets.token_urlsafe(24) if generated else (token or None)
+    token = secrets.token_urlsafe(24) if generated else token
     names = list(dict.fromkeys(gallery or ["default"]))
     preset = chosen_preset(preset)
     retrievers = {name: open_retriever(name, preset) for name in names}

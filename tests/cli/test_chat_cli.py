@@ -139,6 +139,7 @@ def test_ui_exposed_needs_the_printed_token_and_honours_limits(toy: dict, monkey
 
     toy["check"] = check
     monkeypatch.setattr(ui_cli.secrets, "token_urlsafe", lambda n: "generated-token")
+    monkeypatch.setenv("CIRGRAPH_UI_TOKEN", "")  # empty: no token given, so one is generated
     res = CliRunner().invoke(app, ["ui", "--host", "0.0.0.0", "--port", "9001", "--max-upload-mb", "0.01"],
                              catch_exceptions=False)
     assert res.exit_code == 0, res.output
@@ -150,3 +151,20 @@ def test_ui_exposed_needs_the_printed_token_and_honours_limits(toy: dict, monkey
 def test_is_loopback() -> None:
     assert ui_cli.is_loopback("127.0.0.1") and ui_cli.is_loopback("::1") and ui_cli.is_loopback("localhost")
     assert not ui_cli.is_loopback("0.0.0.0") and not ui_cli.is_loopback("example.org")
+
+
+def test_ui_with_a_chosen_token_and_origin(toy: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fastapi.testclient import TestClient
+
+    def check(web_app: object) -> None:
+        with TestClient(web_app, base_url="http://127.0.0.1:8000") as client:
+            assert client.get("/api/galleries").status_code == 401
+            login = client.post("/login", data={"token": "team-token"}, headers={"Origin": "https://chat.example"})
+            assert login.status_code == 200 and client.get("/api/galleries").status_code == 200
+            assert client.post("/api/threads", headers={"Origin": "https://evil.example"}).status_code == 403
+
+    toy["check"] = check
+    monkeypatch.setenv("CIRGRAPH_UI_TOKEN", "team-token")
+    res = CliRunner().invoke(app, ["ui", "--allow-origin", "https://chat.example"], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    assert "access token required" in res.stdout and "team-token" not in res.stdout
