@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
+from cirgraph.agents.texts import baseline_query  # noqa: F401 - imported from here by retrieve and evals.space
 from cirgraph.errors import InputError
 from cirgraph.tools.images import (
     DEFAULT_MAX_PIXELS,
@@ -173,15 +174,3 @@ def reference_image(ref: Reference) -> Image | None:
         img = decode_image(ref["data"], name="reference")
         _remember(img, ref["hash"])
     return img
-
-
-
-def baseline_query(state: dict, mode: str) -> str:
-    """The text searched for without recompose: the modification, the caption, or both (no-LLM baselines).
-    Without a caption every mode falls back to the modification."""
-    caption, modification = state.get("caption"), state["modification"]
-    if not caption or mode == "modification":
-        return modification
-    if mode == "caption":
-        return caption
-    return f"{caption.rstrip(' .')}. {modification}"

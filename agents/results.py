@@ -7,6 +7,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from cirgraph.agents.verdicts import checks, propositions_key, verdict_of
+
 _USAGE_KEYS = ("calls", "cached_calls", "failed_calls", "prompt_tokens", "completion_tokens", "model_seconds",
                "cost_calls", "cost_tokens", "cost_seconds")
 
@@ -113,14 +115,12 @@ class SearchResult:
     def from_state(cls, state: dict[str, Any], *, k: int, config: dict[str, Any] | None = None,
                    pending: Review | None = None) -> SearchResult:
         """Read the final (or paused) graph state."""
-        from cirgraph.agents.nodes.rerank import checks, propositions_key
-
         hits = [RankedHit(rank=i, **{key: h.get(key) for key in ("id", "score", "uri", "retrieval_score",
                                                                     "components", "verdict", "captions", "metadata")})
                 for i, h in enumerate(state.get("hits") or [], 1)][:k]
-        pkey, all_verdicts = propositions_key(checks(state)) if "modification" in state else "", state.get("verdicts")
-        verdicts = {h.id: all_verdicts[f"{h.id}|{pkey}"] for h in hits if all_verdicts and f"{h.id}|{pkey}" in
-                    all_verdicts}
+        pkey = propositions_key(checks(state)) if "modification" in state else ""
+        found = {h.id: verdict_of(state.get("verdicts"), h.id, pkey) for h in hits}
+        verdicts = {item_id: v for item_id, v in found.items() if v is not None}
         ref = state.get("reference") or {}
         wanted = set(state.get("score_ids") or [])
         # ranked hits past k come first (in rank order), then the rest of the asked-for items by retrieval score

@@ -24,6 +24,50 @@ class Reference(TypedDict):
     data: bytes | None  # encoded image bytes; None for a gallery item whose image is not readable here
 
 
+class PropositionRecord(TypedDict):
+    """A statement about the target image and the yes/no question that verifies it on a candidate."""
+
+    text: str
+    polarity: str  # "must_show" | "must_not_show"
+    question: str  # "" for the whole target description checked as one proposition
+
+
+class AnswerRecord(TypedDict):
+    """A candidate's answer to one proposition's question (numbered from 1), and how likely it holds."""
+
+    index: int
+    text: str
+    polarity: str
+    answer: str
+    confidence: float
+    holds: float
+
+
+class VerdictRecord(TypedDict, total=False):
+    """One candidate checked against the propositions: `score` (None when the check failed, then `error`)."""
+
+    score: float | None
+    mode: str | None  # "image" (the vision model saw it) | "caption" (judged on its captions)
+    model: str
+    answers: list[AnswerRecord]
+    source: str  # where a yes/no probability came from (log-probabilities or the answer text)
+    error: str
+
+
+class HitRecord(TypedDict):
+    """A ranked gallery item with its fused component scores; `score` orders the list (the verified score once
+    reranked)."""
+
+    id: str
+    uri: str | None
+    captions: list[str]
+    metadata: dict[str, Any]
+    components: dict[str, float | None]  # fusion component -> similarity (None: the item lacks that embedding)
+    retrieval_score: float
+    score: float
+    verdict: float | None
+
+
 class QueryInput(TypedDict, total=False):
     """What a caller passes to the graph (see cirgraph.agents.query.build_input, which validates it)."""
 
@@ -43,16 +87,16 @@ class PipelineState(QueryInput, total=False):
     description_source: str  # "recompose", "human", "reflect", "baseline", "fallback", "modification"
     edits: list[str]
     # decompose
-    propositions: list[dict[str, Any]]  # {"text", "polarity", "question"}
+    propositions: list[PropositionRecord]
     # retrieve
     queries: list[str]  # the texts actually searched for in the last round
-    hits: list[dict[str, Any]]  # ranked, each with "components", "retrieval_score", "score", "verdict"
+    hits: list[HitRecord]  # ranked
     weights: dict[str, float]  # effective fusion weights of the last round
     excluded: list[str]  # gallery ids left out as the reference itself
     extra_scores: dict[str, float]  # score_ids outside the kept hits -> their fused retrieval score
     round: int  # retrieval rounds done
     # rerank
-    verdicts: Annotated[dict[str, dict[str, Any]], merge]  # "<id>|<propositions key>" -> verdict
+    verdicts: Annotated[dict[str, VerdictRecord], merge]  # cirgraph.agents.verdicts.verdict_key -> verdict
     # reflect
     reflections: Annotated[list[dict[str, Any]], operator.add]
     stop_reason: str | None

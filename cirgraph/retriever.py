@@ -147,7 +147,7 @@ class Retriever:
         """Continue a run paused for review: None accepts the descriptions, a string or list replaces them."""
         from langgraph.types import Command
 
-        from cirgraph.agents.nodes.review import edited_descriptions
+        from cirgraph.agents.texts import edited_descriptions
 
         cfg = self._paused.get(thread_id) or as_config(config, self.config)
         edited_descriptions(descriptions, [], 8)  # InputError before anything runs

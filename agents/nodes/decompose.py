@@ -14,34 +14,12 @@ from langgraph.runtime import Runtime
 
 from cirgraph.agents.context import PipelineConfig
 from cirgraph.agents.nodes._trace import degraded, traced
-from cirgraph.agents.nodes.recompose import words
-from cirgraph.agents.query import baseline_query
 from cirgraph.agents.schemas import Checks, Proposition, Propositions
 from cirgraph.agents.services import Services
 from cirgraph.agents.state import PipelineState
+from cirgraph.agents.texts import copied_example, target_text
 from cirgraph.errors import ModelError
 from cirgraph.prompts.loader import render
-
-
-def target_text(state: PipelineState) -> str:
-    """The most detailed target description (the last one), or caption + modification without recompose."""
-    descriptions = state.get("descriptions") or []
-    return descriptions[-1] if descriptions else baseline_query(state, "caption+modification")
-
-
-_SMALL = frozenset("a an the is are there in on of image photo it its this that to and or does do".split())
-
-
-def copied_example(text: str, *, prompt: str, inputs: list[str]) -> bool:
-    """True when `text` occurs in the prompt outside the query's own texts (`inputs`: target, caption,
-    modification) and names something none of them mentions: an example copied from the instructions."""
-    said = words(text)
-    fixed = prompt.lower()
-    for given in inputs:
-        fixed = fixed.replace(given.lower(), " ")
-    known = {w for given in inputs for w in words(given)}
-    in_template = " ".join(said) in " ".join(words(fixed))
-    return bool(said) and in_template and any(w not in known and w not in _SMALL for w in said)
 
 
 @traced("decompose")

@@ -12,58 +12,23 @@ default) stands in, and the result says so in `degraded`.
 from __future__ import annotations
 
 import asyncio
-import re
 from typing import Any
 
 from langgraph.runtime import Runtime
 
 from cirgraph.agents.context import PipelineConfig
 from cirgraph.agents.nodes._trace import degraded, traced
-from cirgraph.agents.query import baseline_query
 from cirgraph.agents.schemas import Recomposition
 from cirgraph.agents.services import Services
 from cirgraph.agents.state import PipelineState
+from cirgraph.agents.texts import baseline_query, clean, unusable
 from cirgraph.errors import ModelError
 from cirgraph.prompts.loader import Rendered, render
 from cirgraph.tools.structured import parse_sentence_reply
 
-
-def clean(texts: list[str], limit: int) -> list[str]:
-    """Non-empty, whitespace-normalised, de-duplicated texts, at most `limit`, order kept."""
-    out: list[str] = []
-    for text in texts:
-        norm = " ".join(str(text).split())
-        if norm and norm.lower() not in {t.lower() for t in out}:
-            out.append(norm)
-    return out[:limit]
-
-
 FALLBACK_NAMES = {"caption+modification": "caption + modification text", "modification": "modification text",
                   "caption": "caption"}
 SAMPLE_TEMPERATURES = (0.7, 0.9, 1.1, 0.8, 1.0, 0.6, 1.2)  # the extra descriptions of a plain-text ensemble
-COPY_WORDS = 6  # a run of this many words from the prompt's instructions counts as copying them
-_WORD = re.compile(r"[a-z0-9]+")
-_ARTICLES = frozenset({"a", "an", "the"})
-
-
-def words(text: str) -> list[str]:
-    """Lower-case words (letters and digits) of `text`: how the output checks compare texts."""
-    return _WORD.findall(text.lower())
-
-
-def _runs(tokens: list[str], n: int = COPY_WORDS) -> set[tuple[str, ...]]:
-    return {tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1)}
-
-
-def unusable(description: str, *, caption: str, modification: str, prompt: str) -> str | None:
-    """Why `description` cannot stand for the target image, or None when it can."""
-    content = [w for w in words(description) if w not in _ARTICLES]
-    if content == [w for w in words(caption) if w not in _ARTICLES]:
-        return "repeats the reference caption unchanged"
-    instructions = _runs(words(prompt)) - _runs(words(caption)) - _runs(words(modification))
-    if _runs(words(description)) & instructions:
-        return "copies the prompt's instructions"
-    return None
 
 
 @traced("recompose")

@@ -15,11 +15,11 @@ from langgraph.runtime import Runtime
 from cirgraph.agents.context import PipelineConfig
 from cirgraph.agents.fusion import NEUTRAL
 from cirgraph.agents.nodes._trace import degraded, traced
-from cirgraph.agents.nodes.recompose import clean
-from cirgraph.agents.nodes.rerank import checks, propositions_key
 from cirgraph.agents.schemas import Revision
 from cirgraph.agents.services import Services
 from cirgraph.agents.state import PipelineState
+from cirgraph.agents.texts import clean
+from cirgraph.agents.verdicts import checks, propositions_key, verdict_of
 from cirgraph.errors import ModelError
 from cirgraph.prompts.loader import render
 from cirgraph.tools.structured import parse_sentence_reply
@@ -42,7 +42,7 @@ async def reflect(state: PipelineState, runtime: Runtime[PipelineConfig], *, ser
     ctx = runtime.context
     props = checks(state)
     pkey, verdicts = propositions_key(props), state.get("verdicts") or {}
-    top = [verdicts.get(f"{h['id']}|{pkey}") for h in (state.get("hits") or [])[: ctx.reflect_top]]
+    top = [verdict_of(verdicts, h["id"], pkey) for h in (state.get("hits") or [])[: ctx.reflect_top]]
     judged = [v for v in top if v and v.get("score") is not None]
     rounds, bound = state.get("round", 1), state.get("max_rounds", ctx.max_rounds)
     confidence = max((v["score"] for v in judged), default=None)

@@ -11,7 +11,6 @@ concurrently; the model client bounds how many are in flight. Verdicts are kept 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from typing import Any
 
 from langgraph.runtime import Runtime
@@ -19,28 +18,16 @@ from langgraph.runtime import Runtime
 from cirgraph.agents.context import PipelineConfig
 from cirgraph.agents.fusion import holds, rerank_scores, verdict_score
 from cirgraph.agents.nodes._trace import degraded, traced
-from cirgraph.agents.nodes.decompose import target_text
 from cirgraph.agents.query import reference_image
 from cirgraph.agents.schemas import Verdicts
 from cirgraph.agents.services import Services
 from cirgraph.agents.state import PipelineState
+from cirgraph.agents.texts import target_text
+from cirgraph.agents.verdicts import checks, propositions_key, verdict_key
 from cirgraph.errors import CirgraphError, ModelError
 from cirgraph.prompts.loader import Rendered, render
 from cirgraph.tools.choices import YES_NO, classify
 from cirgraph.tools.messages import Message
-
-
-def checks(state: PipelineState) -> list[dict[str, Any]]:
-    """The propositions to verify; without any, the whole target description is one (its question left to the
-    prompt template)."""
-    return list(state.get("propositions") or []) or [
-        {"text": target_text(state), "polarity": "must_show", "question": ""}
-    ]
-
-
-def propositions_key(props: list[dict[str, Any]]) -> str:
-    text = "\n".join(f"{p['polarity']}|{p['question']}|{p['text']}" for p in props)
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 @traced("rerank")
@@ -51,23 +38,23 @@ async def rerank(state: PipelineState, runtime: Runtime[PipelineConfig], *, serv
         return {}
     props, head = checks(state), hits[: ctx.rerank_depth]
     pkey, known = propositions_key(props), state.get("verdicts") or {}
-    todo = [h for h in head if f"{h['id']}|{pkey}" not in known]
+    todo = [h for h in head if verdict_key(h["id"], pkey) not in known]
     reference = reference_image(state["reference"]) if ctx.rerank_with_reference else None
     target = target_text(state)
     rendered: dict[str, Rendered] = {}
     results = await asyncio.gather(*(_judge(services, ctx, h, props, target, reference, rendered) for h in todo))
-    new = {f"{h['id']}|{pkey}": v for h, v in zip(todo, results, strict=True)}
+    new = {verdict_key(h["id"], pkey): v for h, v in zip(todo, results, strict=True)}
     verdicts = {**known, **new}
     update: dict[str, Any] = {"verdicts": new}
     if rendered:
         update["prompts"] = {"rerank": next(iter(rendered.values())).ref()}
     failed = [v for v in new.values() if v["score"] is None]
-    if failed and all(verdicts[f"{h['id']}|{pkey}"]["score"] is None for h in head):
+    if failed and all(verdicts[verdict_key(h["id"], pkey)]["score"] is None for h in head):
         return {**update, "degraded": [degraded("rerank", failed[0]["error"], "retrieval order")]}
     if failed:
         update["degraded"] = [degraded("rerank", f"{len(failed)} of {len(todo)} checks failed; first: "
                                                 f"{failed[0]['error']}", "neutral verdict for those candidates")]
-    values = [verdicts[f"{h['id']}|{pkey}"]["score"] for h in head]
+    values = [verdicts[verdict_key(h["id"], pkey)]["score"] for h in head]
     scores = rerank_scores([h["retrieval_score"] for h in hits], values, ctx.rerank_weight)
     scored = [{**h, "score": s, "verdict": values[i] if i < len(head) else None}
               for i, (h, s) in enumerate(zip(hits, scores, strict=True))]

@@ -74,7 +74,7 @@ async def test_descriptions_copying_the_instructions_are_dropped_and_the_others_
 
 
 def test_a_description_that_only_shares_the_captions_words_is_usable() -> None:
-    from cirgraph.agents.nodes.recompose import unusable
+    from cirgraph.agents.texts import unusable
 
     kw = {"caption": "a dog and a cat on a sofa", "modification": "remove the cat",
           "prompt": 'Caption: "a dog and a cat on a sofa". Change: "remove the cat". Write a caption of the new image.'}
