@@ -1,8 +1,9 @@
 """Turning a caller's query into validated graph input, before any model is called.
 
 A reference may be a file path, image bytes, a PIL image, or a gallery id (`GalleryRef`, or a string that is not
-an existing file but is a gallery id). Bad images and empty or oversized modification texts raise InputError
-naming the input; nothing reaches a model until the query is known to be usable.
+an existing file but is a gallery id); `local_source` tells which, for the SDK and the terminal chat alike. Bad
+images and empty or oversized modification texts raise InputError naming the input; nothing reaches a model until
+the query is known to be usable.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Union
 from cirgraph.agents.texts import baseline_query  # noqa: F401 - imported from here by retrieve and evals.space
 from cirgraph.errors import InputError
 from cirgraph.tools.images import (
+    DEFAULT_MAX_BYTES,
     DEFAULT_MAX_PIXELS,
     IMAGE_SUFFIXES,
     content_hash,
@@ -57,33 +59,56 @@ def check_text(text: Any, *, subject: str = "modification text", limit: int = MA
     return stripped
 
 
+@dataclass(frozen=True, slots=True)
+class ImageBytes:
+    """A reference's encoded image: the bytes a caller gave, or a file's bytes, not decoded yet."""
+
+    data: bytes
+    name: str  # what an error calls it: the path, or "<subject> bytes"
+    file_name: str | None = None  # the file's own name when it was read from a path
+
+
+def local_source(source: ReferenceSource, gallery: GalleryReader, *, subject: str = "reference",
+                 max_bytes: int = DEFAULT_MAX_BYTES) -> GalleryRef | Image | ImageBytes:
+    """What a local caller's (SDK, terminal) reference is: a gallery item (a GalleryRef, or a string that names an
+    item and is not an existing file), a PIL image, or image bytes (given, or read from a file path). Callers on
+    the other side of a network never come here: paths on this machine are theirs to name only locally.
+    InputError or ImageError naming the input when it is none of these."""
+    from PIL import Image as PILImage
+
+    if isinstance(source, (GalleryRef, PILImage.Image)):
+        return source
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return ImageBytes(bytes(source), f"{subject} bytes")
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        try:
+            exists = path.exists()
+        except (OSError, ValueError):  # a NUL byte or an over-long name
+            raise InputError(f"{subject} {str(source)[:80]!r}", "not a usable file name") from None
+        if isinstance(source, str) and not exists and source and source in gallery.get([source]):
+            return GalleryRef(source)
+        if isinstance(source, str) and not exists and path.suffix.lower() not in IMAGE_SUFFIXES:
+            raise InputError(f"{subject} {source!r}", f"no such file, and no item with this id in gallery "
+                                                      f"{gallery.name!r}")
+        return ImageBytes(read_image_bytes(path, max_bytes=max_bytes), str(path), path.name)
+    raise InputError(subject, f"unsupported type {type(source).__name__} (expected a path, bytes, a PIL image "
+                              "or a gallery id)")
+
+
 def resolve_reference(source: ReferenceSource, gallery: GalleryReader, *,
                       max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[Reference, list[str]]:
     """Validate the reference and return it with its gallery captions: those of the item it names, or of the item
     stored under its content hash (an image that is also in the gallery); empty otherwise."""
-    from PIL import Image as PILImage
-
-    if isinstance(source, GalleryRef):
-        return _gallery_reference(source.id, gallery, max_pixels)
-    if isinstance(source, PILImage.Image):
-        ref = _image_reference(source, max_pixels)
-        return ref, _stored_captions(ref["hash"], gallery)
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        data = bytes(source)
-        _decode_once(data, "reference bytes", max_pixels)
-        return {"id": None, "hash": content_hash(data), "data": data}, _stored_captions(content_hash(data), gallery)
-    if isinstance(source, (str, os.PathLike)):
-        path = Path(source)
-        if isinstance(source, str) and not path.exists() and source and gallery.get([source]):
-            return _gallery_reference(source, gallery, max_pixels)
-        if not path.exists() and isinstance(source, str) and Path(source).suffix.lower() not in IMAGE_SUFFIXES:
-            raise InputError(f"reference {source!r}", f"no such file, and no item with this id in gallery "
-                                                      f"{gallery.name!r}")
-        data = read_image_bytes(path)
-        _decode_once(data, str(path), max_pixels)
-        return {"id": None, "hash": content_hash(data), "data": data}, _stored_captions(content_hash(data), gallery)
-    raise InputError("reference", f"unsupported type {type(source).__name__} (expected a path, bytes, a PIL image "
-                                  "or a gallery id)")
+    found = local_source(source, gallery)
+    if isinstance(found, GalleryRef):
+        return _gallery_reference(found.id, gallery, max_pixels)
+    if isinstance(found, ImageBytes):
+        _decode_once(found.data, found.name, max_pixels)
+        digest = content_hash(found.data)
+        return {"id": None, "hash": digest, "data": found.data}, _stored_captions(digest, gallery)
+    ref = _image_reference(found, max_pixels)
+    return ref, _stored_captions(ref["hash"], gallery)
 
 
 def _stored_captions(digest: str, gallery: GalleryReader) -> list[str]:

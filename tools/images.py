@@ -27,7 +27,8 @@ IMAGE_SUFFIXES = frozenset(
     {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".jfif", ".ppm", ".pgm", ".pbm"}
 )
 
-# Formats we decode. Pillow knows many more (EPS goes through Ghostscript, for one); photos need none of them.
+# Formats we decode, and the only ones a reference, an upload or a gallery image may come in. Pillow knows many more
+# (EPS goes through Ghostscript, PSD, ...): untrusted input, and not what cameras, phones and browsers produce.
 ALLOWED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP", "TIFF", "PPM"})
 
 ImageSource = Union[str, os.PathLike, bytes, "Image"]
@@ -70,7 +71,7 @@ def decode_image(data: bytes, *, name: str = "<bytes>", max_pixels: int = DEFAUL
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", PILImage.DecompressionBombWarning)
-            img = PILImage.open(io.BytesIO(data), formats=_decoders())
+            img = PILImage.open(io.BytesIO(data), formats=decodable_formats())
             width, height = img.size
             if width * height > max_pixels:
                 raise ImageError(name, f"{width}x{height} = {width * height} pixels, over the {max_pixels}-pixel cap")
@@ -88,7 +89,8 @@ def decode_image(data: bytes, *, name: str = "<bytes>", max_pixels: int = DEFAUL
     return normalise(ImageOps.exif_transpose(img) or img)
 
 
-def _decoders() -> list[str]:
+def decodable_formats() -> list[str]:
+    """The allowed formats this Pillow can open, by Pillow's format name."""
     from PIL import Image as PILImage
 
     PILImage.init()  # registers every plugin, so the allow-list can be matched against what this Pillow has

@@ -10,13 +10,11 @@ the caller opted in.
 from __future__ import annotations
 
 import io
-import os
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cirgraph.agents.query import GalleryRef
+from cirgraph.agents.query import GalleryRef, ImageBytes, local_source
 from cirgraph.errors import ImageError, InputError
-from cirgraph.tools.images import DEFAULT_MAX_PIXELS, decode_image, load_image, read_image_bytes
+from cirgraph.tools.images import ALLOWED_FORMATS, DEFAULT_MAX_PIXELS, decodable_formats, decode_image, load_image
 
 if TYPE_CHECKING:
     from cirgraph.chat.store import ChatStore
@@ -24,9 +22,6 @@ if TYPE_CHECKING:
 
 DEFAULT_MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 REMOTE_TIMEOUT_S = 15.0
-# Formats a reference may come in. Others that PIL could open (EPS through Ghostscript, PSD, ...) are refused: an
-# upload is untrusted input, and these are the formats cameras, phones and browsers produce.
-REFERENCE_FORMATS = ("JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP", "TIFF", "PPM")
 
 
 class UnsupportedImage(ImageError):
@@ -34,19 +29,18 @@ class UnsupportedImage(ImageError):
 
 
 def check_format(data: bytes, name: str) -> str:
-    """The image format of `data` (by content, never by name or declared type); UnsupportedImage otherwise."""
+    """The image format of `data` (by content, never by name or declared type), one of tools.images.ALLOWED_FORMATS;
+    UnsupportedImage otherwise."""
     from PIL import Image as PILImage
     from PIL import UnidentifiedImageError
 
-    PILImage.init()  # registers every plugin once, so each accepted format is known by name
-    formats = [f for f in REFERENCE_FORMATS if f in PILImage.OPEN]
     try:
-        with PILImage.open(io.BytesIO(data), formats=formats) as img:
+        with PILImage.open(io.BytesIO(data), formats=decodable_formats()) as img:
             return img.format
     except PILImage.DecompressionBombError as exc:
         raise ImageError(name, f"decompression bomb refused ({exc})") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
-        raise UnsupportedImage(name, f"not an image in a supported format ({', '.join(REFERENCE_FORMATS)})") \
+        raise UnsupportedImage(name, f"not an image in a supported format ({', '.join(sorted(ALLOWED_FORMATS))})") \
             from None
 
 
@@ -117,31 +111,19 @@ def remote_reference(url: str, store: ChatStore, *, max_pixels: int = DEFAULT_MA
 
 def to_reference(image: Any, store: ChatStore, gallery: GalleryReader, *, max_pixels: int = DEFAULT_MAX_PIXELS,
                  max_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, allow_remote: bool = False) -> dict[str, Any]:
-    """The reference record for `image`; InputError/ImageError naming the input when it cannot be used."""
-    from PIL import Image as PILImage
-
-    if isinstance(image, GalleryRef):
-        return gallery_reference(image.id, gallery)
-    if isinstance(image, PILImage.Image):
-        buf = io.BytesIO()
-        load_image(image, max_pixels=max_pixels).save(buf, format="PNG")
-        return upload_reference(buf.getvalue(), store, max_pixels=max_pixels, max_bytes=max_bytes)
-    if isinstance(image, (bytes, bytearray, memoryview)):
-        return upload_reference(bytes(image), store, max_pixels=max_pixels, max_bytes=max_bytes)
+    """The reference record for `image` from a local caller (agents.query.local_source decides what it is; an
+    http(s) URL is fetched only with `allow_remote`); InputError/ImageError naming the input when it cannot be
+    used."""
     if isinstance(image, str) and _is_url(image):
         if not allow_remote:
             raise InputError(f"image {image[:80]!r}", "remote images are not fetched unless enabled "
                                                      "(allow_remote=True, or `cirgraph ui --allow-remote-images`)")
         return remote_reference(image, store, max_pixels=max_pixels, max_bytes=max_bytes, allow_remote=True)
-    if isinstance(image, (str, os.PathLike)):
-        path = Path(image)
-        try:
-            exists = path.exists()
-        except (OSError, ValueError):  # a NUL byte or an over-long name
-            raise InputError(f"image {str(image)[:80]!r}", "not a usable file name") from None
-        if isinstance(image, str) and not exists and image in gallery.get([image]):
-            return {"kind": "gallery", "id": image}
-        data = read_image_bytes(path, max_bytes=max_bytes)
-        return upload_reference(data, store, name=path.name, max_pixels=max_pixels, max_bytes=max_bytes)
-    raise InputError("image", f"unsupported type {type(image).__name__} (expected a path, bytes, a PIL image, "
-                              "a gallery id or GalleryRef)")
+    found = local_source(image, gallery, subject="image", max_bytes=max_bytes)
+    if isinstance(found, GalleryRef):
+        return gallery_reference(found.id, gallery)
+    if isinstance(found, ImageBytes):
+        return upload_reference(found.data, store, name=found.file_name, max_pixels=max_pixels, max_bytes=max_bytes)
+    buf = io.BytesIO()
+    load_image(found, max_pixels=max_pixels).save(buf, format="PNG")
+    return upload_reference(buf.getvalue(), store, max_pixels=max_pixels, max_bytes=max_bytes)
