@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import threading
 import time
 from collections.abc import Sequence
@@ -22,6 +21,7 @@ from cirgraph.errors import InputError, ModelError, ModelOutputError
 from cirgraph.tools.hf_loading import load_config, load_pretrained, resolve_model, torch_dtype
 from cirgraph.tools.images import downscale
 from cirgraph.tools.messages import Message
+from cirgraph.tools.structured import extract_json_object, parse_json_reply
 from cirgraph.tools.usage import CallRecord, record
 
 T = TypeVar("T", bound=BaseModel)
@@ -31,7 +31,6 @@ SCHEMA_INSTRUCTIONS = (
     "Reply with one JSON object and nothing else: no prose, no code fences. "
     "It must validate against this JSON schema:\n{schema}"
 )
-_FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.DOTALL)
 
 
 def is_vision_language(config: Any) -> bool:
@@ -42,26 +41,13 @@ def is_vision_language(config: Any) -> bool:
         getattr(config, "vision_config", None) is not None
 
 
-def extract_json_object(text: str) -> Any:
-    """The first JSON object in `text` (code fences stripped); ValueError when there is none."""
-    candidates = [m.group(1) for m in _FENCE.finditer(text)] + [text]
-    decoder = json.JSONDecoder()
-    for candidate in candidates:
-        for match in re.finditer(r"\{", candidate):
-            try:
-                value, _ = decoder.raw_decode(candidate, match.start())
-            except ValueError:
-                continue
-            if isinstance(value, dict):
-                return value
-    raise ValueError("the reply holds no JSON object")
-
-
 def parse_structured(text: str, schema: type[T]) -> T:
-    """Validate the first JSON object of a reply against `schema`; ValueError says what is wrong."""
+    """A reply validated by tools.structured.parse_json_reply; a ValueError that says what is wrong otherwise (the
+    retry prompt shows it to the model)."""
     try:
-        return schema.model_validate(extract_json_object(text))
+        return parse_json_reply(text, schema)
     except ValidationError as exc:
+        extract_json_object(text)  # ValueError when the reply holds no JSON object at all
         raise ValueError(f"the JSON object does not match {schema.__name__}: {exc}") from None
 
 

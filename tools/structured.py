@@ -5,9 +5,11 @@ from __future__ import annotations
 import functools
 import json
 import re
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
+
+T = TypeVar("T", bound=BaseModel)
 
 _FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.DOTALL)
 
@@ -26,18 +28,33 @@ def schema_instructions(schema: type[BaseModel]) -> str:
             + json.dumps(json_schema(schema), ensure_ascii=False))
 
 
-def parse_json_reply(text: str, schema: type[BaseModel]) -> BaseModel:
-    """Validate a reply as `schema`, tolerating ```json fences and prose around the outermost JSON object."""
+def extract_json_object(text: str) -> dict[str, Any]:
+    """The first JSON object in `text`, looking inside ```json fences first; ValueError when there is none."""
+    candidates = [m.group(1) for m in _FENCE.finditer(text)] + [text]
+    decoder = json.JSONDecoder()
+    for candidate in candidates:
+        for match in re.finditer(r"\{", candidate):
+            try:
+                value, _ = decoder.raw_decode(candidate, match.start())
+            except ValueError:
+                continue
+            if isinstance(value, dict):
+                return value
+    raise ValueError("the reply holds no JSON object")
+
+
+def parse_json_reply(text: str, schema: type[T]) -> T:
+    """Validate a model's reply as `schema`: the whole reply, else its first JSON object (```json fences and prose
+    around it tolerated). The one parser of JSON replies, for every chat client. pydantic's ValidationError when
+    nothing fits: the reply's own JSON error when it holds no object, else the object's mismatches."""
     try:
         return schema.model_validate_json(text)
-    except ValidationError:
-        fenced = _FENCE.search(text)
-        inner = fenced.group(1) if fenced else text
-        start, end = inner.find("{"), inner.rfind("}")
-        candidate = inner[start:end + 1] if 0 <= start < end else inner
-        if candidate.strip() == text.strip():
-            raise
-        return schema.model_validate_json(candidate)
+    except ValidationError as not_json:
+        try:
+            found = extract_json_object(text)
+        except ValueError:
+            raise not_json from None
+        return schema.model_validate(found)
 
 
 def validation_summary(exc: ValidationError, limit: int = 3) -> str:

@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 from cirgraph.errors import InputError, ModelError, ModelNotFoundError, ModelOutputError
 from cirgraph.testing.tiny_models import (block_network, build_tiny_clip, build_tiny_llm, build_tiny_text_encoder,
                                           build_tiny_vlm)
-from cirgraph.tools.hf_chat import (TransformersChatModel, extract_json_object, parse_structured,
+from cirgraph.tools.hf_chat import (TransformersChatModel, parse_structured,
                                     with_schema_instructions)
 from cirgraph.tools.messages import Message
 from cirgraph.tools.protocols import ChatModel
@@ -152,19 +152,9 @@ def test_schema_instructions_join_the_system_message() -> None:
     assert added[0].role == "system" and added[1] == Message.user("x")
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ('{"a": 1}', {"a": 1}),
-    ('Here you go: {"a": {"b": [1, 2]}} and more {"c": 3}', {"a": {"b": [1, 2]}}),
-    ('```json\n{"a": "}"}\n```', {"a": "}"}),
-    ('{not json} then {"a": 2}', {"a": 2}),
-])
-def test_the_first_json_object_is_extracted(text: str, expected: dict) -> None:
-    assert extract_json_object(text) == expected
-
-
 def test_replies_without_a_valid_object_are_value_errors() -> None:
     with pytest.raises(ValueError, match="no JSON object"):
-        extract_json_object("[1, 2] and no object")
+        parse_structured("[1, 2] and no object", Verdict)
     with pytest.raises(ValueError, match="does not match Verdict"):
         parse_structured('{"match": true}', Verdict)
 
