@@ -8,18 +8,15 @@ exactly which data it measured.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from cirgraph.errors import InputError
-from cirgraph.evals import circo, cirr, fashioniq
-from cirgraph.evals.benchmarks import AnnotationFile, Benchmark, Query, SplitPart, get_benchmark
-
-_Model = TypeVar("_Model", bound=BaseModel)
+from cirgraph.evals.benchmarks import get_task
+from cirgraph.evals.files import read_json, sha256_of
+from cirgraph.evals.task import AnnotationFile, Benchmark, BenchmarkTask, Query, SplitPart
 
 
 class DataFile(BaseModel):
@@ -50,42 +47,6 @@ class SplitData(BaseModel):
     image_files: dict[str, str] = Field({}, description="Name -> path relative to the images folder (CIRR).")
     files: tuple[DataFile, ...]
     notes: tuple[str, ...] = Field((), description="Differences from the declaration: subset files, counts, hashes.")
-
-
-def read_json(path: Path, **options: Any) -> Any:
-    """Parse a JSON file (`options` go to json.loads), naming the file and the line of a syntax error."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise InputError(str(path), f"cannot be read ({exc.strerror or exc})") from exc
-    try:
-        return json.loads(text, **options)
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path}, line {exc.lineno}", f"not valid JSON: {exc.msg}") from exc
-
-
-def parse_entries(model: type[_Model], records: Any, source: Path, label: Any) -> list[_Model]:
-    """Validate every record of an annotation list, naming the file, the entry and the bad field on failure."""
-    if not isinstance(records, list):
-        raise InputError(str(source), f"expected a JSON list of entries, found {type(records).__name__}")
-    entries = []
-    for index, record in enumerate(records):
-        try:
-            entries.append(model.model_validate(record))
-        except ValidationError as exc:
-            error = exc.errors()[0]
-            field = ".".join(str(p) for p in error["loc"]) or "entry"
-            subject = f"{source}, entry {index} ({label(record)})"
-            raise InputError(subject, f"field {field!r}: {error['msg']}") from exc
-    return entries
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def find_annotation(benchmark: Benchmark, spec: AnnotationFile, data_dir: Path) -> Path | None:
@@ -128,7 +89,8 @@ def load_split(
     `query_file` overrides the query annotations (e.g. CIRR's cap.rc2.val.dev.json subset). `images_dir` lets
     CIRCO list its gallery from the COCO images when image_info_unlabeled2017.json is not in `data_dir`.
     """
-    bench = get_benchmark(benchmark)
+    task = get_task(benchmark)
+    bench = task.declaration
     spec = bench.split(split)
     if category is None and len(spec.parts) > 1:
         raise InputError(f"{bench.name} {split}", "give a category: " + ", ".join(str(p.category) for p in spec.parts))
@@ -137,17 +99,17 @@ def load_split(
     queries_path = Path(query_file) if query_file is not None else _require(bench, split, part.queries, data_dir)
     if not queries_path.is_file():
         raise InputError(str(queries_path), "query file not found")
-    queries = _load_queries(bench.name, split, part, queries_path)
+    queries = _load_queries(task, split, part, queries_path)
     files = [_data_file(bench, "queries", queries_path)]
     gallery, image_files = None, {}
     gallery_path = find_annotation(bench, part.gallery, data_dir)
     if gallery_path is None and not part.gallery.optional:
         gallery_path = _require(bench, split, part.gallery, data_dir)
     if gallery_path is not None:
-        gallery, image_files = _load_gallery(bench.name, gallery_path)
+        gallery, image_files = _load_gallery(task, gallery_path)
         files.append(_data_file(bench, "gallery", gallery_path))
-    elif bench.name == "circo" and images_dir is not None:
-        gallery = circo.gallery_from_images(Path(images_dir))
+    elif images_dir is not None:  # the gallery file is optional where the images folder can list the gallery
+        gallery = task.gallery_from_images(Path(images_dir))
     notes = _notes(
         f"{bench.name} {split}" + (f"/{part.category}" if part.category else ""), part, queries, gallery, files
     )
@@ -165,19 +127,12 @@ def load_split(
 
 def load_splits(benchmark: str, split: str, data_dir: Path | str, **kwargs: Any) -> list[SplitData]:
     """Every part of a split: the three FashionIQ categories, or the one CIRR / CIRCO split."""
-    spec = get_benchmark(benchmark).split(split)
+    spec = get_task(benchmark).declaration.split(split)
     return [load_split(benchmark, split, data_dir, category=part.category, **kwargs) for part in spec.parts]
 
 
-def _load_queries(benchmark: str, split: str, part: SplitPart, path: Path) -> list[Query]:
-    records = read_json(path)
-    if benchmark == "cirr":
-        queries = [cirr.to_query(e, split) for e in parse_entries(cirr.Entry, records, path, cirr.entry_label)]
-    elif benchmark == "circo":
-        queries = [circo.to_query(e, split) for e in parse_entries(circo.Entry, records, path, circo.entry_label)]
-    else:
-        entries = parse_entries(fashioniq.Entry, records, path, fashioniq.entry_label)
-        queries = [fashioniq.to_query(e, split, str(part.category), row) for row, e in enumerate(entries)]
+def _load_queries(task: BenchmarkTask, split: str, part: SplitPart, path: Path) -> list[Query]:
+    queries = task.read_queries(read_json(path), path, split, part.category)
     seen: set[str] = set()
     for row, query in enumerate(queries):
         if query.id in seen:
@@ -186,21 +141,14 @@ def _load_queries(benchmark: str, split: str, part: SplitPart, path: Path) -> li
     return queries
 
 
-def _load_gallery(benchmark: str, path: Path) -> tuple[list[str], dict[str, str]]:
+def _load_gallery(task: BenchmarkTask, path: Path) -> tuple[list[str], dict[str, str]]:
     data = read_json(path)
     try:
-        if benchmark == "cirr":
-            mapping = TypeAdapter(dict[str, str]).validate_python(data)
-            return list(mapping), mapping
-        if benchmark == "circo":
-            info = circo.ImageInfoFile.model_validate(data)
-            return [circo.image_name(image.id) for image in info.images], {}
-        names = TypeAdapter(list[str]).validate_python(data)
+        return task.read_gallery(data)
     except ValidationError as exc:
         error = exc.errors()[0]
         where = ".".join(str(p) for p in error["loc"]) or "top level"
-        raise InputError(f"{path}, {where}", f"not a {benchmark} gallery file: {error['msg']}") from exc
-    return names, {}
+        raise InputError(f"{path}, {where}", f"not a {task.declaration.name} gallery file: {error['msg']}") from exc
 
 
 def _data_file(bench: Benchmark, role: str, path: Path) -> DataFile:
@@ -236,12 +184,7 @@ def _notes(
 
 def image_candidates(data: SplitData, name: str, images_dir: Path | str) -> list[Path]:
     """Every path the benchmark's layouts may keep image `name` at, in the order they are tried."""
-    images_dir = Path(images_dir)
-    if data.benchmark == "cirr":
-        return cirr.image_candidates(name, images_dir, data.image_files.get(name))
-    if data.benchmark == "circo":
-        return circo.image_candidates(name, images_dir)
-    return fashioniq.image_candidates(name, images_dir)
+    return get_task(data.benchmark).image_candidates(name, Path(images_dir), data.image_files)
 
 
 def image_path(data: SplitData, name: str, images_dir: Path | str) -> Path:

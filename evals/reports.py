@@ -55,17 +55,17 @@ def assemble(session: Session, config: PipelineConfig, run_id: str, fp: str, log
     """The record of a finished run, from the session and the logged results, in query order. Failed queries have
     an empty ranking, so the official metrics count them as misses."""
     from cirgraph import __version__
-    from cirgraph.evals.benchmarks import get_benchmark
-    from cirgraph.evals.metrics import score
+    from cirgraph.evals.benchmarks import get_task
 
-    spec, bench = session.spec, get_benchmark(session.spec.benchmark)
+    spec, task = session.spec, get_task(session.spec.benchmark)
+    bench = task.declaration
     queries = [q for p in session.parts for q in p.queries]
     results = [logged[q.id] for q in queries]
     metrics = {}
     if bench.split(spec.split).has_ground_truth and queries:
         # CIRR: the image-set members below the kept ranking follow it, in their exact order (Recall_subset)
-        metrics = clean_metrics(score(bench.name, queries, {r.id: r.ranking for r in results},
-                                      subset_rankings={r.id: r.ranking + r.subset_tail for r in results}))
+        metrics = clean_metrics(task.score(queries, {r.id: r.ranking for r in results},
+                                           subset_rankings={r.id: r.ranking + r.subset_tail for r in results}))
     usage: dict[str, float] = {}
     for result in results:
         for key, value in result.usage.items():
@@ -77,8 +77,8 @@ def assemble(session: Session, config: PipelineConfig, run_id: str, fp: str, log
                      f"{spec.offset})" if spec.limit else f"the queries after the first {spec.offset} of each part")
     elif spec.limit is not None:
         notes.append(f"limited to the first {spec.limit} queries of each part")
-    if bench.name == "cirr" and metrics:
-        notes += _subset_depth_note(queries, results, spec.k)
+    if metrics:
+        notes += task.run_notes(queries, results, spec.k)
     ids = {q.id for q in queries}
     m = session.models
     return RunRecord(
@@ -103,30 +103,13 @@ def assemble(session: Session, config: PipelineConfig, run_id: str, fp: str, log
     )
 
 
-def _subset_depth_note(queries: list[Any], results: list[QueryResult], depth: int) -> list[str]:
-    """Recall_subset orders the image set within each ranking and the members scored exactly below it (the
-    subset tail). A member the search could not score (no embedding, or a record from before the tail existed)
-    leaves the order unknown, and the query counts as a miss. Say how often that happened."""
-    unknown = 0
-    for query, result in zip(queries, results, strict=True):
-        ranked = set(result.ranking) | set(result.subset_tail)
-        if result.status == "ok" and query.target not in ranked and set(query.subset_candidates) - ranked - {
-                query.target}:
-            unknown += 1
-    if not unknown:
-        return []
-    return [f"Recall_subset: in {unknown} of {len(results)} queries the target and other image-set members are "
-            f"neither in the top {depth} nor scored below it; they count as misses (a lower bound)"]
-
-
 def write_submissions(session: Session, record: RunRecord, folder: Path) -> None:
-    """CIRR test1 / CIRCO test: write and validate the test-server files. A partial run (limit, failed queries)
-    cannot make a valid submission; the record then says why none was written."""
-    from cirgraph.evals.benchmarks import get_benchmark
-    from cirgraph.evals.submission import write_circo_submission, write_cirr_submissions
+    """A split without ground truth (CIRR test1, CIRCO test): write and validate the test-server files. A partial
+    run (limit, failed queries) cannot make a valid submission; the record then says why none was written."""
+    from cirgraph.evals.benchmarks import get_task
 
-    split = session.spec.split
-    if get_benchmark(record.benchmark).split(split).has_ground_truth or record.benchmark not in ("cirr", "circo"):
+    split, task = session.spec.split, get_task(record.benchmark)
+    if task.declaration.split(split).has_ground_truth or not task.has_server_format:
         return
     if record.limit is not None or record.offset or record.counts.get("failed"):
         record.submission_error = (f"not written: {record.counts.get('failed', 0)} failed queries, limit "
@@ -136,10 +119,7 @@ def write_submissions(session: Session, record: RunRecord, folder: Path) -> None
     rankings = {r.id: r.ranking for r in record.queries}
     gallery = session.parts[0].data.gallery
     try:
-        if record.benchmark == "cirr":
-            paths = write_cirr_submissions(queries, rankings, folder, gallery=gallery or (), stem=f"cirr_{split}")
-        else:
-            paths = (write_circo_submission(queries, rankings, folder / f"circo_{split}.json", gallery=gallery),)
+        paths = task.write_submission(queries, rankings, folder, split=split, gallery=gallery)
     except InputError as exc:
         record.submission_error = str(exc)
         return

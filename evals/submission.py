@@ -1,25 +1,22 @@
-"""Test-server submission files for CIRR and CIRCO: write, validate, and score them where ground truth exists.
+"""Test-server submission files for CIRR and CIRCO: build, validate, write and read them.
 
 CIRR takes two JSON files, {"version": "rc2", "metric": "recall", pairid: top-50 names} and the same with
 "recall_subset" and the top 3 of the query's image set; CIRCO takes {query id: top-50 COCO image ids}.
-`score_predictions` scores files in these formats against CIRR val or CIRCO val, so rankings released by
-other systems can be compared with ours under the same metrics.
+cirgraph.evals.scoring.score_predictions scores files in these formats against CIRR val or CIRCO val, so rankings
+released by other systems can be compared with ours under the same metrics.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 from cirgraph.errors import InputError
-from cirgraph.evals.benchmarks import Query, get_benchmark
-from cirgraph.evals.loaders import load_split, read_json
-from cirgraph.evals.metrics import Rankings, circo_metrics, cirr_recall, cirr_subset_recall, clean_ranking
-
-log = logging.getLogger(__name__)
+from cirgraph.evals.files import read_json
+from cirgraph.evals.metrics import clean_ranking
+from cirgraph.evals.task import Query, Rankings
 
 CIRR_VERSION = "rc2"
 TOP_K = {"recall": 50, "recall_subset": 3, "circo": 50}
@@ -184,37 +181,3 @@ def _write(payload: Mapping[str, Any], path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")
     return path
-
-
-def score_predictions(
-    benchmark: str, split: str, data_dir: Path | str, predictions_file: Path | str | Sequence[Path | str]
-) -> dict[str, float]:
-    """Score server-format rankings against a split with ground truth (CIRR val, CIRCO val).
-
-    For CIRR give the recall file, the recall_subset file, or both (then the main score is included too).
-    Ids the loaded split does not hold are ignored (a full-val file scored on the val dev subset), with a log line.
-    """
-    files = [predictions_file] if isinstance(predictions_file, (str, Path)) else list(predictions_file)
-    bench = get_benchmark(benchmark)
-    if bench.name == "fashioniq":
-        raise InputError(bench.name, "has no test-server format; score rankings with cirgraph.evals.metrics.score")
-    if not bench.split(split).has_ground_truth:
-        raise InputError(f"{bench.name} {split}", "has no ground truth; submit to the benchmark's evaluation server")
-    data = load_split(bench.name, split, data_dir)
-    queries = list(data.queries)
-    scores: dict[str, float] = {}
-    for file in files:
-        payload = read_submission(file)
-        extra = len(set(payload) - {q.id for q in queries} - {"version", "metric"})
-        if extra:
-            log.info("%s: %d ids are not queries of the loaded %s %s; ignored", file, extra, benchmark, split)
-        if bench.name == "cirr":
-            metric = validate_cirr_submission(payload, queries, data.gallery, source=str(file), allow_extra=True)
-            scorer = cirr_recall if metric == "recall" else cirr_subset_recall
-            scores.update(scorer(queries, payload))
-        else:
-            validate_circo_submission(payload, queries, data.gallery, source=str(file), allow_extra=True)
-            scores.update(circo_metrics(queries, payload))
-    if "R@5" in scores and "Rs@1" in scores:
-        scores["(R@5+Rs@1)/2"] = (scores["R@5"] + scores["Rs@1"]) / 2
-    return scores

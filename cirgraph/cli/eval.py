@@ -404,9 +404,8 @@ def score(
     as_json: bool = typer.Option(False, "--json", help="Print the metrics object only."),
 ) -> None:
     """Score a rankings file in the test-server format against a split with ground truth (CIRR val, CIRCO val)."""
-    from cirgraph.evals.submission import score_predictions
-
     from cirgraph.evals.reports import clean_metrics
+    from cirgraph.evals.scoring import score_predictions
 
     metrics = clean_metrics(score_predictions(benchmark.lower(), split, data, predictions))
     if as_json:

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from cirgraph.errors import InputError
-from cirgraph.evals.benchmarks import CIRCO_SEMANTIC_ASPECTS, get_benchmark
+from cirgraph.evals.benchmarks import get_benchmark
 from cirgraph.evals.loaders import image_path, load_image_captions, load_split, load_splits
+from cirgraph.evals.metrics import CIRCO_SEMANTIC_ASPECTS
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 SHARED = Path(os.environ.get("CIRGRAPH_SHARED_DATA", Path(__file__).resolve().parents[3] / "shared" / "data"))

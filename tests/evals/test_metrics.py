@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from cirgraph.errors import InputError
-from cirgraph.evals.benchmarks import Query, get_benchmark
+from cirgraph.evals.benchmarks import get_benchmark
 from cirgraph.evals.metrics import (
     circo_metrics,
     cirr_metrics,
@@ -13,8 +13,9 @@ from cirgraph.evals.metrics import (
     cirr_subset_recall,
     clean_ranking,
     fashioniq_metrics,
-    score,
 )
+from cirgraph.evals.scoring import score
+from cirgraph.evals.task import Query
 
 
 def cirr_query(qid: str, target: str, members: tuple[str, ...] = (), reference: str = "ref") -> Query:

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cirgraph.evals.benchmarks import CIRCO_SEMANTIC_ASPECTS, Query
 from cirgraph.evals.loaders import load_split
-from cirgraph.evals.metrics import circo_metrics, cirr_metrics, fashioniq_metrics
+from cirgraph.evals.metrics import CIRCO_SEMANTIC_ASPECTS, circo_metrics, cirr_metrics, fashioniq_metrics
+from cirgraph.evals.task import Query
 
 GALLERY = [f"img{i:03d}" for i in range(120)]
 SHARED = Path(os.environ.get("CIRGRAPH_SHARED_DATA", Path(__file__).resolve().parents[3] / "shared" / "data"))

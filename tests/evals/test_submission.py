@@ -12,10 +12,10 @@ import pytest
 from cirgraph.errors import InputError
 from cirgraph.evals.loaders import load_split
 from cirgraph.evals.metrics import circo_metrics, cirr_metrics
+from cirgraph.evals.scoring import score_predictions
 from cirgraph.evals.submission import (
     cirr_submission,
     read_submission,
-    score_predictions,
     validate_circo_submission,
     validate_cirr_submission,
     write_circo_submission,
