@@ -132,10 +132,15 @@ class Session:
     def retriever(self, part: Part, config: PipelineConfig) -> Any:
         from cirgraph.retriever import Retriever
 
+        from cirgraph.evals.space import PreparedTextEmbedder, query_texts
+
         captions = part.space.gallery.has_captions
+        embedder = self.models.embedder if part.space.mode == "images" else None
+        text_embedder = self.models.text_embedder if captions else None
+        texts = query_texts(part.space, part.queries, config, EMPTY_TEXT)  # embedded in batches, not one by one
         return Retriever(gallery=part.space.gallery, llm=self.models.llm, vlm=self.models.vlm,
-                         embedder=self.models.embedder if part.space.mode == "images" else None,
-                         text_embedder=self.models.text_embedder if captions else None,
+                         embedder=embedder and PreparedTextEmbedder(embedder, texts),
+                         text_embedder=text_embedder and PreparedTextEmbedder(text_embedder, texts),
                          config=config, caption_cache=self.cache)
 
 

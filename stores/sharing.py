@@ -46,6 +46,7 @@ class StoreWatch:
     def __init__(self, path: Path) -> None:
         self.path, self.marker = path, path / MARKER
         self.generation = 0  # how many times this process reopened the store
+        self.writes = 0  # how many writes this process made to the store (readers' cached facts follow it)
         self.client: Any = None  # the client opened at the latest reopen
         self._seen = self._token()
         self._lock = threading.Lock()
@@ -75,6 +76,15 @@ class StoreWatch:
         os.replace(tmp, self.marker)  # a new inode: readers see a new token even within one mtime tick
         with self._lock:
             self._seen = self._token()
+            self.writes += 1
+
+    def reopen(self, reopen: Callable[[Path], Any]) -> int:
+        """Reopen the store in this process now (a changed index setting applies only to a freshly opened index);
+        every Gallery of the process reopens its collections on its next read."""
+        with self._lock:
+            self.client = reopen(self.path)
+            self._seen, self.generation = self._token(), self.generation + 1
+        return self.generation
 
     def check(self, reopen: Callable[[Path], Any]) -> int:
         """The store's generation in this process, after reopening it (`reopen(path)` -> client) when another
