@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cirgraph.errors import InputError
-from cirgraph.evals.benchmarks import Query
+from cirgraph.evals.task import Query
 from cirgraph.evals.loaders import SplitData, image_candidates, sha256_of
 from cirgraph.tools.cache import hash_key
 
@@ -187,6 +187,10 @@ def build_space(settings: Settings, data: SplitData, *, images_dir: Path | None 
     else:
         _image_gallery(settings, space, data, names, Path(images_dir), embedder, text_embedder, progress)
     space.info["count"], space.info["has_captions"] = space.gallery.count(), space.gallery.has_captions
+    if "hnsw" not in space.info:  # a reused gallery: the settings stored with it
+        from cirgraph.stores.hnsw import stored_settings
+
+        space.info["hnsw"] = stored_settings(space.gallery) if hasattr(space.gallery, "hnsw_collection") else {}
     return space
 
 
@@ -229,6 +233,7 @@ def _caption_gallery(settings: Settings, space: Space, names: list[str], text_em
                      progress: Progress | None) -> None:
     from cirgraph.factory import open_gallery
     from cirgraph.stores.captions import CaptionTable, import_captions
+    from cirgraph.stores.hnsw import tune_gallery
 
     if text_embedder is None:
         raise InputError("caption space", "needs a text embedder (CIRGRAPH_TEXT_EMBEDDER)")
@@ -242,12 +247,14 @@ def _caption_gallery(settings: Settings, space: Space, names: list[str], text_em
     space.gallery, space.info["reused"] = gallery, _is_built(settings, space, gallery)
     if not space.info["reused"]:
         import_captions(gallery, table, text_embedder=text_embedder, prune=True, progress=progress)
+        space.info["hnsw"] = tune_gallery(gallery)
         _mark_built(settings, space, gallery)
 
 
 def _image_gallery(settings: Settings, space: Space, data: SplitData, names: list[str], images_dir: Path,
                    embedder: Any, text_embedder: Any, progress: Progress | None) -> None:
     from cirgraph.factory import open_gallery
+    from cirgraph.stores.hnsw import tune_gallery
     from cirgraph.stores.indexer import Indexer
 
     if embedder is None:
@@ -274,6 +281,7 @@ def _image_gallery(settings: Settings, space: Space, data: SplitData, names: lis
         if report.failed:
             space.notes.append(f"{space.info['gallery']}: {len(report.failed)} images failed to index "
                                f"(first: {report.failed[0].path}: {report.failed[0].reason})")
+        space.info["hnsw"] = tune_gallery(gallery)
         _mark_built(settings, space, gallery)
 
 

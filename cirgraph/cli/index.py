@@ -123,6 +123,7 @@ def index(
     from cirgraph.settings import Settings
     from cirgraph.stores.captions import import_captions, load_captions
     from cirgraph.stores.chroma import check_gallery_name, drop_gallery, make_client
+    from cirgraph.stores.hnsw import after_index
     from cirgraph.stores.indexer import Indexer
     from cirgraph.stores.scan import scan_path
 
@@ -136,6 +137,7 @@ def index(
     scan = scan_path(path, follow_links=follow_links) if path is not None else None  # so does a missing or image-less PATH
     captioner = factory.build_captioner(settings) if caption_with_model else None  # and a missing vision model
     err = Console(stderr=True, soft_wrap=True)
+    hnsw: dict = {}
     # one writer at a time per embedded store: a second run waits, then skips what the first added
     with _writer(settings, err):
         existed = gallery_exists(settings, gallery)
@@ -151,10 +153,12 @@ def index(
         nothing = report.failed and not (report.added or report.updated or report.moved or report.skipped)
         if nothing and not existed:  # every input failed: leave no empty gallery behind
             drop_gallery(make_client(settings), gallery)
+        else:  # ef_search measured on the gallery's own vectors (cirgraph.stores.hnsw)
+            hnsw = after_index(store, bool(report.added or report.updated or report.pruned))
     if table is not None:
         _warn_unknown(err, report, captions)
     if json_out:
-        typer.echo(json.dumps({"gallery": gallery, **report.to_dict()}))
+        typer.echo(json.dumps({"gallery": gallery, **report.to_dict(), "hnsw": hnsw}))
     else:
         for line in _summary_lines(gallery, report):
             typer.echo(line)
