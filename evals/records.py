@@ -16,16 +16,12 @@ import subprocess
 import tempfile
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from cirgraph.errors import InputError
-
-if TYPE_CHECKING:
-    from cirgraph.agents.context import PipelineConfig
-    from cirgraph.evals.runner import Session
 
 SCHEMA_VERSION = 2  # 2: QueryResult.subset_tail (exact Recall_subset)
 RECORD_FILE, LOG_FILE = "record.json", "queries.jsonl"
@@ -268,20 +264,3 @@ def describe_model(model: Any) -> ModelInfo | None:
         host = parts.hostname or ""
         endpoint = urlunsplit(parts._replace(netloc=f"{host}:{parts.port}" if parts.port else host, query=""))
     return ModelInfo(name=str(model.name), kind=type(inner).__name__, endpoint=endpoint)
-
-
-def fingerprint(session: Session, config: PipelineConfig) -> str:
-    """What determines a run's results: data files, spaces, model names, prompt template hashes, configuration.
-    Not the limit or the concurrency, so a rerun with a larger --limit resumes and extends the run."""
-    from cirgraph.prompts.loader import template_sha
-    from cirgraph.tools.cache import hash_key
-
-    models = session.models
-    prompts = {s: template_sha(s, getattr(config, f"{s}_prompt"))
-               for s in ("caption", "recompose", "decompose", "rerank", "reflect")}
-    return hash_key({"benchmark": session.spec.benchmark, "split": session.spec.split,
-                     "data": [f.sha256 for p in session.parts for f in p.data.files],
-                     "spaces": [p.space.info["key"] for p in session.parts], "depth": session.spec.k,
-                     "models": [getattr(m, "name", None) for m in (models.llm, models.vlm, models.embedder,
-                                                                   models.text_embedder)],
-                     "prompts": prompts, "config": config.to_dict(), "schema": SCHEMA_VERSION})

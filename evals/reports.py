@@ -20,7 +20,7 @@ from cirgraph.evals.records import DataInfo, QueryResult, RunRecord, describe_mo
 
 if TYPE_CHECKING:
     from cirgraph.agents.context import PipelineConfig
-    from cirgraph.evals.runner import Session
+    from cirgraph.evals.session import Session
 
 # model s/q: the model seconds a query costs, cached answers counted at their original cost (tools.cache)
 COST_COLUMNS = ("calls/q", "cached/q", "tokens/q", "s/q", "model s/q")

@@ -123,7 +123,8 @@ def test_a_registered_benchmark_runs_scores_and_reports(toy: Path) -> None:
     record = run(toy, "val")
     assert record.benchmark == "toy" and record.counts["ok"] == 2
     assert record.metrics == {"R@1": 100.0, "R@5": 100.0} and record.main_value == 100.0
-    assert any(note.startswith("toy: 2 results") for note in record.notes)
+    assert record.config["k"] == 6 and all(len(q.ranking) == 6 for q in record.queries)  # its default depth
+    assert "toy: 2 results, 6 names each" in record.notes
 
 
 def test_a_registered_benchmark_writes_and_scores_submissions(toy: Path) -> None:
