@@ -1,17 +1,14 @@
-"""`cirgraph index`: summaries, JSON output, fatal errors as one line, caption-only galleries, kill -9 and resume."""
+"""`cirgraph index`: summaries, JSON output, fatal errors as one line, caption-only galleries. kill -9 and resume:
+tests/reliability/test_kill_index.py."""
 
 from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 from PIL import Image
 
@@ -170,60 +167,6 @@ def test_caption_with_model_uses_the_configured_vision_endpoint(capsys, monkeypa
     assert code == 0 and json.loads(out)["captions"] == 4
     g = open_store(_isolated_settings, "p")
     assert {tuple(c) for c in g.captions_of([i for i, _, _ in g.iter_items()]).values()} == {("a photo of something",)}
-
-
-def _noise_images(folder: Path, n: int) -> dict:
-    folder.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(n):
-        Image.fromarray(rng.integers(0, 255, (24, 24, 3), dtype=np.uint8)).save(folder / f"img{i:03d}.png")
-    return {f"img{i:03d}": [f"noise picture {i}", "random pixels"] for i in range(n)}
-
-
-def _cli(home: Path, *args: str, embedder: str) -> subprocess.Popen:
-    env = {**os.environ, "CIRGRAPH_HOME": str(home), "CIRGRAPH_EMBEDDER": embedder,
-           "CIRGRAPH_TEXT_EMBEDDER": "hash:16", "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-m", "cirgraph", "index", *args], env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-
-
-@pytest.mark.slow
-def test_a_run_killed_with_sigkill_resumes_with_no_duplicates_and_no_orphans(tmp_path) -> None:
-    folder, n = tmp_path / "noise", 48
-    caps = tmp_path / "caps.json"
-    caps.write_text(json.dumps(_noise_images(folder, n)))
-    slow = "hash:32?delay=0.2"  # the test embedder, sleeping 0.2 s per batch
-    args = (str(folder), "--gallery", "g", "--captions", str(caps), "--batch-size", "4", "--json")
-    proc = _cli(tmp_path / "killed", *args, embedder=slow)
-    deadline = time.monotonic() + 120
-    for line in proc.stderr:  # "indexed N/48", at most once a second
-        if line.startswith("indexed ") and int(line.split()[1].split("/")[0]) >= 8:
-            break
-        assert time.monotonic() < deadline, "no progress from the indexing process"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
-    assert proc.returncode == -signal.SIGKILL
-    resumed = _cli(tmp_path / "killed", *args, embedder=slow)
-    out, err = resumed.communicate(timeout=300)
-    assert resumed.returncode == 0, err
-    summary = json.loads(out)
-    assert 0 < summary["skipped"] < n and summary["added"] + summary["skipped"] == n and summary["total"] == n
-    clean = _cli(tmp_path / "clean", *args, embedder=slow)
-    clean_out, err = clean.communicate(timeout=300)
-    assert clean.returncode == 0, err
-    assert json.loads(clean_out)["total"] == n
-    stores = [open_store(tmp_path / home, "g") for home in ("killed", "clean")]
-    ids = [{i for i, _, _ in g.iter_items()} for g in stores]
-    assert ids[0] == ids[1] and len(ids[0]) == n
-    for g in stores:
-        caption_items = [r["metadatas"]["item_id"] for r in _all_captions(g)]
-        assert len(caption_items) == 2 * n and set(caption_items) == ids[0]
-
-
-def _all_captions(g: Gallery) -> list[dict]:
-    from cirgraph.stores.chroma import page_records
-
-    return list(page_records(g.captions_collection, "captions", ["metadatas"]))
 
 
 def test_a_run_in_which_every_input_fails_exits_non_zero_and_leaves_no_gallery(capsys, monkeypatch, tmp_path,
