@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import cirgraph.stores.gallery as gallery_module
+import cirgraph.stores.search as search_module
 from cirgraph.factory import load_text_embedder
 from cirgraph.stores.gallery import Gallery, NewItem
 
@@ -32,7 +32,7 @@ def filled(client, gallery_name: str):
 
 
 def _hnsw(monkeypatch) -> None:
-    monkeypatch.setattr(gallery_module, "EXACT_MAX_VECTORS", 0)
+    monkeypatch.setattr(search_module, "EXACT_MAX_VECTORS", 0)
 
 
 def _ranked(hits) -> list[tuple[str, float]]:
@@ -126,7 +126,7 @@ def test_writes_invalidate_the_kept_facts(filled, client, monkeypatch) -> None:
     other = Gallery(client, g.name)
     other.delete(["new"])
     if g._watch is None:  # a server gallery rechecks the store's counts at most every SERVER_RECHECK_S
-        monkeypatch.setattr(gallery_module, "SERVER_RECHECK_S", 0.0)
+        monkeypatch.setattr(search_module, "SERVER_RECHECK_S", 0.0)
     assert g.count() == 40
     assert "new" not in {h.id for h in g.query_images(target, 5)}
     g.replace_captions([NewItem(id="id01", uri=None, metadata={"item_id": "id01", "group": 1},

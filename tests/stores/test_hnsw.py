@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import cirgraph.stores.gallery as gallery_module
+import cirgraph.stores.search as search_module
 from cirgraph.factory import load_text_embedder
 from cirgraph.stores import hnsw
-from cirgraph.stores.chroma import clear_client_cache, embedded_client
+from cirgraph.stores.chroma import GALLERY_HNSW, clear_client_cache, embedded_client
 from cirgraph.stores.gallery import Gallery, NewItem
 
 
@@ -55,14 +55,14 @@ def test_tuning_stores_the_smallest_ef_search_reaching_the_target(captioned, mon
     assert col.metadata["cirgraph_kind"] == "captions"  # the collection's own metadata is kept
     assert hnsw.stored_settings(reopened) == {"captions": {"ef_search": chosen,
                                                            "recall_at_50": result["captions"]["recall_at_50"]}}
-    monkeypatch.setattr(gallery_module, "EXACT_MAX_VECTORS", 0)  # the HNSW path still answers
+    monkeypatch.setattr(search_module, "EXACT_MAX_VECTORS", 0)  # the HNSW path still answers
     assert reopened.query_captions(vectors[7], 3)[0].id == "i7"
     assert g.query_captions(vectors[9], 3)[0].id == "i9"
 
 
 def test_a_gallery_indexed_before_tuning_reports_its_configured_ef_search(captioned) -> None:
     g, _ = captioned
-    assert hnsw.stored_settings(g) == {"captions": {"ef_search": gallery_module.chroma.GALLERY_HNSW["ef_search"],
+    assert hnsw.stored_settings(g) == {"captions": {"ef_search": GALLERY_HNSW["ef_search"],
                                                     "recall_at_50": None}}
 
 
