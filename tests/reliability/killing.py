@@ -52,13 +52,6 @@ class Traced:
     def stderr(self) -> str:
         return "\n".join(line for _, line in list(self.lines))
 
-    def finish(self, timeout: float = 120) -> tuple[int, str]:
-        """Wait for the end; (exit code, stdout)."""
-        out = self.proc.stdout.read()
-        self.proc.wait(timeout=timeout)
-        self.reader.join(timeout=10)
-        return self.proc.returncode, out
-
 
 @dataclass(frozen=True)
 class Moment:
@@ -106,15 +99,17 @@ def kill_at(moment: Moment, env: dict[str, str], *args: str, timeout: float = 90
     """Start `cirgraph ARGS`, SIGKILL it once `moment` is reached, and say whether the signal is what ended it."""
     run = Traced.start({**env, "RELIABILITY_PAUSE_AT": moment.pause_at}, *args)
     deadline = time.monotonic() + timeout
-    while not moment.ready(run) and run.proc.poll() is None:
-        assert time.monotonic() < deadline, f"{moment.name}: not reached in {timeout} s\n{run.stderr()}"
-        run.changed.wait(0.005)
-        run.changed.clear()
-    at = run.elapsed()
-    run.proc.send_signal(signal.SIGKILL)
-    run.proc.wait(timeout=30)
-    run.proc.stdout.close()
-    run.reader.join(timeout=10)
+    try:
+        while not moment.ready(run) and run.proc.poll() is None:
+            assert time.monotonic() < deadline, f"{moment.name}: not reached in {timeout} s\n{run.stderr()}"
+            run.changed.wait(0.005)
+            run.changed.clear()
+        at = run.elapsed()
+    finally:
+        run.proc.send_signal(signal.SIGKILL)
+        run.proc.wait(timeout=30)
+        run.proc.stdout.close()
+        run.reader.join(timeout=10)
     return Kill(moment.name, at, run.proc.returncode == -signal.SIGKILL, run.stderr())
 
 

@@ -104,16 +104,19 @@ def test_eval_killed_at_seven_moments_resumes_to_the_uninterrupted_metrics(tmp_p
             log = home / folder / "queries.jsonl"
             finished = [r["id"] for r in _logged(log)]
             had_record = (home / folder / "record.json").exists()
+            asked_before = len(server.chat_requests)
             summary, resume_s = _run(monkeypatch, env(home), args)
+            asked = len(server.chat_requests) - asked_before
             finished_at_kill[kill.moment] = len(finished)
             print(f"[reliability] eval killed {'' if kill.killed else '(had finished) '}at {kill.at_s:.2f} s, "
                   f"{kill.moment}: {len(finished)} queries logged, record {'written' if had_record else 'absent'};"
                   f" resumed in {resume_s:.2f} s: {summary['counts']['ran']} ran, "
-                  f"{summary['counts']['resumed']} resumed")
+                  f"{summary['counts']['resumed']} resumed, {asked} model calls")
             assert kill.killed, kill.stderr
             assert summary["metrics"] == clean["metrics"] and summary["counts"]["ok"] == len(QUERIES)
             assert summary["counts"]["resumed"] == len(finished)
             assert summary["counts"]["ran"] == len(QUERIES) - len(finished)  # the finished ones did not run again
+            assert asked <= len(QUERIES) - len(finished)  # nor asked the model again (answers are cached)
             lines = _logged(log)
             assert sorted(r["id"] for r in lines) == sorted(clean_log)  # each query once
             assert {r["id"]: r["ranking"] for r in lines} == {i: r["ranking"] for i, r in clean_log.items()}

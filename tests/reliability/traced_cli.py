@@ -1,12 +1,11 @@
-"""`cirgraph ARGS` that announces its writes on stderr, so a kill -9 test can land between two writes of one batch.
+"""`cirgraph ARGS` that announces its model loads and writes on stderr, so a kill -9 test can land at a chosen one.
 
-Run as `python traced_cli.py ARGS`. Before each model load it prints `[trace] model load`, before each gallery
-write (captions, item records, deletes) `[trace] store <operation>`, and before an eval run writes its record
-`[trace] record write`. With
-RELIABILITY_PAUSE_AT="<what>:<n>" it stops for RELIABILITY_PAUSE_S seconds (default 30) after the n-th such line,
-so a test that kills on that line kills a process that has made every write before it durable and not begun the
-one announced (a batch's item records after its captions; the run record after the last query), however busy the
-machine. Everything else is the real entry point, unchanged.
+Run as `python traced_cli.py ARGS`. Before each model load it prints `[trace] model load`, before each gallery write
+(captions, item records, deletes) `[trace] store <operation>`, and before an eval run writes its record
+`[trace] record write`. With RELIABILITY_PAUSE_AT="<what>:<n>" it stops for RELIABILITY_PAUSE_S seconds (default
+30) after the n-th such line, so a test that kills on that line kills a process that has made every write before
+it durable and not begun the one announced (a batch's item records after its captions; the run record after the
+last query), however busy the machine. Everything else is the real entry point, unchanged.
 """
 
 from __future__ import annotations
