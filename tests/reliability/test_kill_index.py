@@ -95,13 +95,14 @@ def test_index_killed_at_eight_moments_resumes_to_the_uninterrupted_gallery(tmp_
               f"{kill.moment}: {len(at_kill.items)} items, {len(at_kill.captions)} captions "
               f"({at_kill.orphans} orphans) on disk; resumed in {resume_s:.2f} s: {summary['added']} added, "
               f"{summary['skipped']} skipped, {summary['orphans_removed']} orphans removed")
+        last = kill is killed[-1]  # the last moment may come too late: the run may finish before the signal lands
+        assert kill.killed or last, f"{kill.moment}: the run ended before this moment came\n{kill.stderr[-2000:]}"
         _check_whole(read_store(home, "g"), clean)
         assert summary["total"] == N and summary["added"] + summary["skipped"] == N
         assert summary["skipped"] == len(at_kill.items) and summary["orphans_removed"] == at_kill.orphans
         assert not at_kill.duplicate_uris()
 
     kills = {kill.moment: (kill, at_kill) for kill, at_kill, _, _ in rows}
-    assert all(kill.killed for kill, _, _, _ in rows[:-1])  # the last may finish before the signal lands
     assert len(kills["at start"][1].items) == 0 and len(kills["batch 2 embedding"][1].items) >= BATCH
     for moment in ("loading the model", "batch 1 embedded, nothing written"):
         assert kills[moment][1] == StoreState({}, {})
