@@ -1,10 +1,11 @@
 """Indexing a folder (or one file) of images, and caption files, into a gallery: idempotent and resumable.
 
 Ids are content hashes, so indexing twice adds nothing and a killed run resumes where it stopped: each run first
-sweeps orphan captions (written just before a kill, without their item), then per batch reads and hashes files
-(in background threads, overlapping the model), skips what is stored, embeds the rest, and writes captions before
-item records. Duplicate content is one item; a known file at a new path is a move (its uri is updated); `prune`
-removes items whose files under the indexed path are gone. Bad files are reported, never half-written.
+sweeps orphan captions (written just before a kill, without their item), then per batch reads, hashes and decodes
+files and turns new images into model inputs (in background threads, overlapping the model's run on the batch
+before), skips what is stored, embeds the rest, and writes captions before item records. Duplicate content is one
+item; a known file at a new path is a move (its uri is updated); `prune` removes items whose files under the
+indexed path are gone. Bad files are reported, never half-written.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ class _File:
     error: str | None = None
     stored: Any = _MISSING  # the stored uri when the id already has an item record
     size_wh: tuple[int, int] = (0, 0)  # decoded size, before shrinking for the model
+    prepared: Any = None  # (the batch's prepared model inputs, this file's row) when prepared in the background
 
 
 class Indexer:
@@ -134,7 +136,22 @@ class Indexer:
         if self.captioner is not None:
             have = self.gallery.captions_of([f.id for f in files if f.stored is not _MISSING])
             uncaptioned = {f.id for f in files if f.stored is not _MISSING and f.id not in have}
-        return list(readers.map(lambda f: self._decode(f, f.stored is _MISSING or f.id in uncaptioned), files))
+        files = list(readers.map(lambda f: self._decode(f, f.stored is _MISSING or f.id in uncaptioned), files))
+        self._prepare_inputs([f for f in files if f.image is not None and f.stored is _MISSING])
+        return files
+
+    def _prepare_inputs(self, files: list[_File]) -> None:
+        """Resize and normalise new images for the model here, in the background, when the embedder can do that
+        apart from its forward pass; if it fails, the batch is embedded from its images and bad files are named."""
+        prepare = getattr(self.embedder, "prepare_images", None)
+        if prepare is None or not hasattr(self.embedder, "embed_prepared") or not files:
+            return
+        try:
+            prepared = prepare([f.image for f in files])
+        except Exception:  # noqa: BLE001 -- _embed_images retries from the images and reports the offending file
+            return
+        for row, f in enumerate(files):
+            f.prepared = (prepared, row)
 
     def _read(self, path: Path) -> _File:
         f = _File(path=path)
@@ -211,7 +228,7 @@ class Indexer:
         if not files:
             return []
         try:
-            return list(zip(files, self.embedder.embed_images([f.image for f in files])))
+            return list(zip(files, self._embed(files)))
         except (GalleryError, ModelNotFoundError):
             raise
         except Exception as exc:
@@ -222,6 +239,14 @@ class Indexer:
             if not out:  # every image failed alone too: the model is broken, not the files
                 raise
             return out
+
+    def _embed(self, files: list[_File]) -> Any:
+        """Embed from the inputs prepared in the background where every file has them, else from the images."""
+        batch = files[0].prepared[0] if files[0].prepared else None
+        if batch is not None and all(f.prepared and f.prepared[0] is batch for f in files):
+            rows = [f.prepared[1] for f in files]
+            return self.embedder.embed_prepared(batch if rows == list(range(len(batch))) else batch.take(rows))
+        return self.embedder.embed_images([f.image for f in files])
 
     def _attach_captions(self, items: list[NewItem], files: list[_File], file_captions: dict[str, list[str]],
                          report: IndexReport) -> None:

@@ -275,3 +275,58 @@ def test_a_link_loop_given_as_the_path_is_named_a_loop(tmp_path) -> None:
         scan_path(tmp_path / "dangling.jpg")
     with pytest.raises(InputError, match="no such file or directory"):
         scan_path(tmp_path / "missing.jpg")
+
+
+@pytest.fixture(scope="module")
+def tiny_clip(tmp_path_factory: pytest.TempPathFactory) -> str:
+    from cirgraph.testing.tiny_models import build_tiny_clip
+
+    return str(build_tiny_clip(tmp_path_factory.mktemp("indexer-clip")))
+
+
+def _stored_vectors(gallery: Gallery, ids: list[str]) -> np.ndarray:
+    got = gallery.images_collection.get(ids=ids, include=["embeddings"])
+    by_id = dict(zip(got["ids"], got["embeddings"]))
+    return np.array([by_id[i] for i in ids])
+
+
+def test_new_images_are_prepared_in_the_background_and_embed_as_the_images_would(
+    embedded, gallery_name, photos, tiny_clip, monkeypatch
+) -> None:
+    import threading
+
+    from cirgraph.tools.hf_embedders import HFImageTextEmbedder
+    from cirgraph.tools.images import load_image
+
+    embedder = HFImageTextEmbedder(tiny_clip, precision="float32")
+    gallery = Gallery(embedded, gallery_name, embedder=embedder, text_embedder="hash:16", create=True)
+    threads, direct = [], []
+    prepare, embed_images = embedder.prepare_images, embedder.embed_images
+    monkeypatch.setattr(embedder, "prepare_images",
+                        lambda images: threads.append(threading.current_thread()) or prepare(images))
+    monkeypatch.setattr(embedder, "embed_images", lambda images: direct.append(len(images)) or embed_images(images))
+    (photos / "sub").mkdir()
+    shutil.copy(photos / "coffee.jpg", photos / "sub" / "same-coffee.jpg")  # a duplicate inside a prepared batch
+    report = Indexer(gallery, batch_size=3).index(photos)
+    assert (report.added, report.skipped, report.failed) == (N_PHOTOS, 1, [])
+    assert threads and threading.main_thread() not in threads and direct == []
+    paths = sorted(photos.glob("*.jpg"))
+    ids = [content_hash(p.read_bytes()) for p in paths]
+    expected = embed_images([load_image(p) for p in paths])
+    np.testing.assert_allclose(_stored_vectors(gallery, ids), expected, atol=1e-5)
+
+
+def test_when_background_preparation_fails_the_images_are_embedded_directly(
+    embedded, gallery_name, photos, tiny_clip, monkeypatch
+) -> None:
+    from cirgraph.tools.hf_embedders import HFImageTextEmbedder
+
+    embedder = HFImageTextEmbedder(tiny_clip)
+    gallery = Gallery(embedded, gallery_name, embedder=embedder, text_embedder="hash:16", create=True)
+
+    def broken(images):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(embedder, "prepare_images", broken)
+    report = Indexer(gallery, batch_size=4).index(photos)
+    assert (report.added, report.failed) == (N_PHOTOS, [])
