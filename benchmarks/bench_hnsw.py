@@ -1,18 +1,17 @@
-"""HNSW recall and query latency of an embedded Chroma collection, to choose the gallery's index settings.
+"""HNSW recall and query latency of an embedded Chroma collection on real embeddings, to choose the gallery's index
+settings (M, ef_construction) and to see what ef_search a gallery needs.
 
-Inserts N random 512-d unit vectors (a worst case for HNSW: real CLIP embeddings have far lower intrinsic
-dimension), then for each (max_neighbors M, ef_construction) builds a collection once and sweeps ef_search
-(changed with `collection.modify` and a reopen, which is how Chroma applies it). Recall@k is measured against exact
-numpy search over the same queries; latency is per single query, after a warm-up. A last section compares the two
-ways of excluding ids (over-fetching k + len(exclude) versus a `$nin` metadata filter).
+Data (benchmarks/real_vectors.py, MiniLM all-MiniLM-L6-v2, 384-d): `cirr` is CIRR's 17,390 gallery captions (the
+quick start's gallery); `real` is `--n` real-shaped vectors (default 100k): the 34,917 real vectors of every
+annotation text (CIRR, CIRCO, FashionIQ), then unit means of two of them. Queries are the CIRR val modification
+texts (held out of the collection). For each (max_neighbors M, ef_construction) a collection is built once and
+ef_search is swept (changed with `collection.modify` and a reopen, which is how Chroma applies it). Recall@k is
+measured against exact numpy search over the same queries; latency is per single query, after a warm-up. A last
+section compares the two ways of excluding ids (over-fetching k + len(exclude) versus a `$nin` metadata filter).
+`--random` measures uniform random unit vectors instead (HNSW's worst case, where the old settings came from).
 
-    python benchmarks/bench_hnsw.py                           # 100k vectors, the gallery's M and ef_construction
-    python benchmarks/bench_hnsw.py --n 20000                 # quicker
-    python benchmarks/bench_hnsw.py --builds 16:100,32:200    # also Chroma's default graph
-
-Building the graph dominates the run time. Measured here on 2 cores shared with other jobs (load 4-10): 100k
-vectors at M=32, ef_construction=200 built in 15 minutes (queries and the exclusion test add 2); 50k in 7; M=48,
-ef_construction=400 takes 3x as long. `--n 20000` runs in under 2 minutes.
+    python benchmarks/bench_hnsw.py --data ../shared/data                        # cirr, then 100k real-shaped
+    python benchmarks/bench_hnsw.py --data ../shared/data --sets cirr --builds 16:100,16:200,32:200
 """
 
 from __future__ import annotations
@@ -102,41 +101,74 @@ def exclusion(path: str, name: str, queries: np.ndarray, k: int, n_exclude: int)
     return out
 
 
+def dataset(args: argparse.Namespace, name: str) -> tuple[str, np.ndarray, np.ndarray]:
+    """(label, collection vectors, query vectors)."""
+    import json
+    import sys
+    from pathlib import Path
+
+    if args.random:
+        rng = np.random.default_rng(0)
+        return f"{args.n} random {args.dim}-d", unit_rows(rng, args.n, args.dim), unit_rows(rng, args.queries, args.dim)
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from real_vectors import cirr_captions, real_shaped, real_texts, real_vectors
+
+    real, texts = real_vectors(args.data, args.cache), real_texts(args.data)
+    wanted = {q["caption"].strip() for q in json.loads((args.data / "cirr" / "cap.rc2.val.dev.json").read_text())}
+    query_rows = [i for i, t in enumerate(texts) if t in wanted][: args.queries]
+    if name == "cirr":
+        return "CIRR's 17,390 MiniLM captions", real[: len(cirr_captions(args.data))], real[query_rows]
+    held_out = np.ones(len(real), dtype=bool)
+    held_out[query_rows] = False
+    data = real_shaped(real[held_out], args.n)
+    return f"{args.n} real-shaped MiniLM vectors", data, real[query_rows]
+
+
 def main() -> None:
+    from pathlib import Path
+
     from cirgraph.stores.chroma import GALLERY_HNSW
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=100_000, help="vectors in the collection")
+    parser.add_argument("--data", type=Path, default=Path("../shared/data"))
+    parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "cirgraph-bench")
+    parser.add_argument("--sets", default="cirr,real", help="cirr and/or real, comma-separated")
+    parser.add_argument("--random", action="store_true", help="uniform random unit vectors (--n, --dim) instead")
+    parser.add_argument("--n", type=int, default=100_000, help="vectors in the real-shaped (or random) collection")
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--k", type=int, default=50)
-    parser.add_argument("--builds", default="32:200", help="M:ef_construction pairs, comma-separated "
-                                                          "(16:100 is Chroma's default)")
-    parser.add_argument("--ef-search", default="1000,2000,3000,4000,6000", help="ef_search values, comma-separated")
+    parser.add_argument("--builds", default="16:100,32:200", help="M:ef_construction pairs, comma-separated "
+                                                                 "(16:100 is Chroma's default)")
+    parser.add_argument("--ef-search", default="50,64,100,200,400,800", help="ef_search values, comma-separated")
+    parser.add_argument("--exclusion", action="store_true", help="also time over-fetching against a $nin filter")
     args = parser.parse_args()
 
-    rng = np.random.default_rng(0)
-    data, queries = unit_rows(rng, args.n, args.dim), unit_rows(rng, args.queries, args.dim)
-    truth = np.argsort(-(queries @ data.T), axis=1)[:, : args.k]
     builds = [tuple(int(v) for v in pair.split(":")) for pair in args.builds.split(",")]
     ef_values = [int(v) for v in args.ef_search.split(",")]
-    print(f"{args.n} random {args.dim}-d unit vectors, {args.queries} queries, recall@{args.k} vs exact search")
     print(f"gallery setting: {GALLERY_HNSW}")
-    print(f"{'M':>4} {'ef_con':>6} {'build s':>8} {'ef_search':>9} {'recall':>7} {'p50 ms':>7} {'p95 ms':>7}")
-    path = tempfile.mkdtemp(prefix="bench-hnsw-")
-    try:
-        for m, efc in builds:
-            name = f"bench-m{m}-c{efc}"
-            seconds = build(path, name, data, m, efc)
-            for ef in ef_values:
-                recall, p50, p95 = measure(path, name, queries, truth, args.k, ef)
-                print(f"{m:>4} {efc:>6} {seconds:>8.1f} {ef:>9} {recall:>7.3f} {p50:>7.2f} {p95:>7.2f}", flush=True)
-        m, efc = builds[-1]
-        for n_ex in (5, 100):
-            figures = exclusion(path, f"bench-m{m}-c{efc}", queries, args.k, n_ex)
-            print(f"exclude {n_ex:>3} ids (M={m}): " + ", ".join(f"{k} {v:.2f} ms" for k, v in figures.items()))
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
+    for name in (["random"] if args.random else args.sets.split(",")):
+        label, data, queries = dataset(args, name)
+        truth = np.argsort(-(queries @ data.T), axis=1)[:, : args.k]
+        print(f"\n{label}: {len(data)} vectors, {len(queries)} queries, recall@{args.k} vs exact search")
+        print(f"{'M':>4} {'ef_con':>6} {'build s':>8} {'s/10k':>6} {'ef_search':>9} {'recall':>7} {'p50 ms':>7} "
+              f"{'p95 ms':>7}")
+        path = tempfile.mkdtemp(prefix="bench-hnsw-")
+        try:
+            for m, efc in builds:
+                coll = f"bench-m{m}-c{efc}"
+                seconds = build(path, coll, data, m, efc)
+                for ef in ef_values:
+                    recall, p50, p95 = measure(path, coll, queries, truth, args.k, ef)
+                    print(f"{m:>4} {efc:>6} {seconds:>8.1f} {seconds / len(data) * 1e4:>6.1f} {ef:>9} {recall:>7.3f} "
+                          f"{p50:>7.2f} {p95:>7.2f}", flush=True)
+            if args.exclusion:
+                m, efc = builds[-1]
+                for n_ex in (5, 100):
+                    figures = exclusion(path, f"bench-m{m}-c{efc}", queries, args.k, n_ex)
+                    print(f"exclude {n_ex:>3} ids (M={m}): " + ", ".join(f"{k} {v:.2f} ms" for k, v in figures.items()))
+        finally:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 if __name__ == "__main__":

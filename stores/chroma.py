@@ -20,13 +20,16 @@ if TYPE_CHECKING:
 
     from cirgraph.settings import Settings
 
-# HNSW index of every gallery collection, chosen with benchmarks/bench_hnsw.py: 100k random 512-d unit vectors (a
-# worst case: CLIP embeddings have far lower intrinsic dimension), recall@50 against exact search, 200 queries.
-# Chroma's default (M=16, ef_construction=100, ef_search=100) reaches 0.09 there (0.48 at ef_search=1000); M=32,
-# ef_construction=200 reaches 0.771 / 0.924 / 0.973 / 0.989 / 0.998 at ef_search 1000 / 2000 / 3000 / 4000 / 6000
-# (p50 ~60 ms a query on 2 busy cores at 4000); M=48, ef_construction=400 builds 3x slower for a similar recall.
-# The space is fixed at creation; ef_search can be changed later with collection.modify.
-GALLERY_HNSW: dict[str, Any] = {"space": "cosine", "max_neighbors": 32, "ef_construction": 200, "ef_search": 4000}
+# HNSW index of every gallery collection, chosen with benchmarks/bench_hnsw.py on real embeddings (MiniLM, 384-d):
+# CIRR's 17,390 captions and 100k real-shaped vectors (34,917 annotation texts, then means of two), 200 held-out
+# CIRR modification texts as queries, recall@50 against exact search, 2 busy cores. At 100k, M=32 /
+# ef_construction=200 reaches 0.955 / 0.982 / 0.991 at ef_search 50 / 100 / 200 (p50 1.5 / 2.0 / 2.2 ms) and builds
+# at 8.4 s per 10k vectors; M=16 / 100 (Chroma's default) needs ef_search 400 for 0.982 (3.4 ms), builds at 6.0 s;
+# M=16 / 200 builds at 9.9 s for 0.989 at 200. On CIRR's captions M=32 / 200 reaches 0.985 at ef_search 100.
+# ef_search 200 is the start; `cirgraph index` then measures the gallery's own (cirgraph.stores.hnsw). The old
+# setting (ef_search 4000) came from uniform random 512-d vectors, HNSW's worst case; galleries built with it keep
+# it until they are indexed again. The space is fixed at creation; ef_search can be changed with collection.modify.
+GALLERY_HNSW: dict[str, Any] = {"space": "cosine", "max_neighbors": 32, "ef_construction": 200, "ef_search": 200}
 
 # A gallery name becomes a prefix of Chroma collection names ("{name}.images"): letters, digits, "_" and "-".
 _NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9_-]{0,62}[A-Za-z0-9])?$")
