@@ -60,6 +60,18 @@ def test_tuning_stores_the_smallest_ef_search_reaching_the_target(captioned, mon
     assert g.query_captions(vectors[9], 3)[0].id == "i9"
 
 
+def test_repeated_vectors_count_as_found_whichever_copy_comes_back(tmp_path) -> None:
+    clear_client_cache()
+    g = Gallery(embedded_client(tmp_path / "dups"), "dups", text_embedder=load_text_embedder("hash:16"), create=True)
+    base = _clustered(57, 16, seed=3)
+    vectors = base[np.arange(400) % 57]  # every vector 7 or 8 times (as captions repeat): the 50th place is a tie
+    g.add([NewItem(id=f"i{i}", uri=None, metadata={"item_id": f"i{i}"}, captions=[f"c {i}"],
+                   caption_embeddings=vectors[i:i + 1]) for i in range(400)])
+    tuned = hnsw.tune_gallery(g, sample=40)["captions"]
+    assert tuned["recall_at_50"] >= hnsw.TARGET_RECALL and tuned["ef_search"] < hnsw.EF_LADDER[-1]
+    clear_client_cache()
+
+
 def test_a_gallery_indexed_before_tuning_reports_its_configured_ef_search(captioned) -> None:
     g, _ = captioned
     assert hnsw.stored_settings(g) == {"captions": {"ef_search": GALLERY_HNSW["ef_search"],
