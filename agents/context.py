@@ -99,11 +99,6 @@ class PipelineConfig:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    @classmethod
-    def describe(cls) -> dict[str, str]:
-        """Setting name -> description (for --help texts and docs)."""
-        return {f.name: f.metadata.get("description", "") for f in fields(cls)}
-
 
 def _check_ranges(c: PipelineConfig) -> None:
     """Reject settings outside their range, naming the setting and the value."""

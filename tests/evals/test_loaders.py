@@ -11,8 +11,9 @@ import pytest
 
 from cirgraph.errors import InputError
 from cirgraph.evals.benchmarks import get_benchmark
-from cirgraph.evals.loaders import image_path, load_image_captions, load_split, load_splits
+from cirgraph.evals.loaders import image_path, load_split, load_splits
 from cirgraph.evals.metrics import CIRCO_SEMANTIC_ASPECTS
+from cirgraph.stores.captions import load_captions
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 SHARED = Path(os.environ.get("CIRGRAPH_SHARED_DATA", Path(__file__).resolve().parents[3] / "shared" / "data"))
@@ -84,13 +85,13 @@ def test_real_files_match_every_published_count() -> None:
 
 
 @real_data
-def test_real_caption_file_reports_uncaptioned_images() -> None:
+def test_real_caption_file_leaves_some_images_uncaptioned() -> None:
     val = load_split("cirr", "val", SHARED)
     test = load_split("cirr", "test1", SHARED)
-    captions = load_image_captions(SHARED / "cirr" / "mllm_captions.json", val.gallery)
-    assert len(captions.captions) == 4609
-    assert captions.missing == ("dev-220-2-img1", "dev-725-0-img0")
-    assert load_image_captions(SHARED / "cirr" / "mllm_captions.json", test.gallery).missing == ("test1-360-1-img0",)
+    captions = load_captions(SHARED / "cirr" / "mllm_captions.json").captions
+    assert len(captions) == 4609
+    assert tuple(sorted(set(val.gallery) - captions.keys())) == ("dev-220-2-img1", "dev-725-0-img0")
+    assert tuple(sorted(set(test.gallery) - captions.keys())) == ("test1-360-1-img0",)
 
 
 def test_cirr_fixture_in_the_shipped_layout() -> None:
@@ -191,20 +192,16 @@ def test_errors_name_the_file_and_the_entry(tmp_path: Path) -> None:
         load_split("cirrus", "val", tmp_path)
 
 
-def test_caption_loader_formats_and_errors(tmp_path: Path) -> None:
-    fixture = load_image_captions(FIXTURES / "cirr" / "mllm_captions.json", ["dev-63-0-img1", "nope"])
-    assert len(fixture.captions) == 6 and fixture.missing == ("nope",)
-    assert all(len(texts) >= 3 for texts in fixture.captions.values())
+def test_benchmark_caption_files_are_read_by_the_caption_reader(tmp_path: Path) -> None:
+    fixture = load_captions(FIXTURES / "cirr" / "mllm_captions.json").captions
+    assert len(fixture) == 6 and "dev-63-0-img1" in fixture and "nope" not in fixture
+    assert all(len(texts) >= 3 for texts in fixture.values())
     mapping = tmp_path / "captions.json"
-    mapping.write_text(json.dumps({"a": "a cat", "b": ["a dog", "  "], "c": []}))
-    loaded = load_image_captions(mapping, ["a", "b", "c"])
-    assert loaded.captions == {"a": ["a cat"], "b": ["a dog"]} and loaded.missing == ("c",)
-    mapping.write_text(json.dumps([{"candidate": "a", "captions": ["x"]}, {"candidate": "a", "captions": ["y"]}]))
-    with pytest.raises(InputError, match=r"entry 1: image 'a' appears twice"):
-        load_image_captions(mapping)
+    mapping.write_text(json.dumps({"a": "a cat", "b": ["a dog", "a puppy"]}))
+    assert load_captions(mapping).captions == {"a": ["a cat"], "b": ["a dog", "a puppy"]}
     mapping.write_text(json.dumps([{"candidate": "a", "captions": [1]}]))
-    with pytest.raises(InputError, match="captions must be a string or a list of strings"):
-        load_image_captions(mapping)
+    with pytest.raises(InputError, match="caption 1 is not a non-empty string"):
+        load_captions(mapping)
     mapping.write_text(json.dumps([{"captions": ["x"]}]))
-    with pytest.raises(InputError, match="needs 'candidate'"):
-        load_image_captions(mapping)
+    with pytest.raises(InputError, match="needs a name key"):
+        load_captions(mapping)
