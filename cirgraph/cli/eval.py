@@ -69,8 +69,8 @@ _RUN_OUT = typer.Option(None, "--out", "-o", help="Run folder (default: CIRGRAPH
                         "into it skips finished queries.")
 _LADDER_OUT = typer.Option(None, "--out", "-o", help="Folder of the ladder's runs, one sub-folder per preset "
                            "(default: CIRGRAPH_HOME/runs/ladder-<benchmark>-<split>-<mode>).")
-_PRESETS = typer.Option(None, "--presets", help="Comma-separated presets (default: all of them, from "
-                        "modification-only to reflect, then small-model and small-model+rerank).")
+_PRESETS = typer.Option(None, "--presets", help="Comma-separated presets (default: every preset, in the order "
+                        "--preset lists them).")
 
 
 class _Reporter:

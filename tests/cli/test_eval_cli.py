@@ -217,3 +217,14 @@ def test_the_wall_time_counts_the_gallery_build(server: FakeOpenAIServer, captio
                                           "--json", "-q")).stdout)
     timings = json.loads((Path(out["folder"]) / "record.json").read_text())["timings"]
     assert timings["wall_s"] >= timings["query_s_total"] + 0.3  # the build embedded the captions at least once
+
+
+def test_the_preset_help_lists_every_preset_in_order() -> None:
+    import re
+
+    from cirgraph.agents.presets import names
+    from cirgraph.cli._presets import PRESET_HELP
+
+    listed = PRESET_HELP.split(":", 1)[1].split(". Default")[0]
+    assert [p.strip() for p in listed.split(",")] == names()
+    assert not re.search(r"\b(eight|nine|ten|eleven|twelve|\d+) presets\b", PRESET_HELP)
