@@ -45,6 +45,7 @@ class FactSearch:
 
     _facts: tuple[Any, GalleryFacts] | None = None
     _facts_lock = threading.Lock()  # replaced per gallery by Gallery.__init__
+    _searches = 0  # searches made without kept facts
 
     def _facts_key(self) -> Any:
         """What identifies the gallery's current state: the store's generation and writes in this process (an
@@ -74,6 +75,16 @@ class FactSearch:
                                     name=self._what)
                 kept = self._facts = (key, facts)
             return kept[1]
+
+    def _search_facts(self) -> GalleryFacts | None:
+        """The facts a search uses: the kept ones, else read now; but a gallery's first search in a process asks
+        the store directly (reading 17k captions costs a one-shot `cirgraph search` about a second, more than the
+        few round trips of one search), and from its second search on the facts are read and kept."""
+        facts = self.facts(build=False)
+        if facts is not None:
+            return facts
+        self._searches += 1
+        return self.facts() if self._searches > 1 else None
 
     def _hit(self, facts: GalleryFacts, row: int, score: float, matched: str | None = None) -> Hit:
         meta = dict(facts.metadata[row])
@@ -121,8 +132,12 @@ class FactSearch:
         EXACT_MAX_VECTORS images and under a `where` filter, else one HNSW query. Excluded ids are over-fetched
         (k + len(exclude)): in benchmarks/bench_hnsw.py that is several times faster than a `$nin` filter."""
         vec, exclude = query_vector(embedding, k), set(exclude_ids)
-        facts = self.facts() if self._images is not None else None
-        if facts is None or facts.count == 0:
+        if self._images is None:
+            return []
+        facts = self._search_facts()
+        if facts is None:
+            return self._direct_images(vec, k, where, exclude)
+        if facts.count == 0:
             return []
         if facts.images is not None and (where or facts.count <= EXACT_MAX_VECTORS):
             scores = self._cosine(facts.images, vec, "query images").astype(np.float64)
@@ -150,8 +165,12 @@ class FactSearch:
         `$nin` filter.
         """
         vec, exclude = query_vector(embedding, k), set(exclude_ids)
-        facts = self.facts() if self._captions is not None else None
-        if facts is None or facts.caption_count == 0:
+        if self._captions is None:
+            return []
+        facts = self._search_facts()
+        if facts is None:
+            return self._direct_captions(vec, k, where, exclude)
+        if facts.caption_count == 0:
             return []
         if facts.captions is not None and (where or facts.caption_count <= EXACT_MAX_VECTORS):
             per_caption = self._cosine(facts.captions, vec, "query captions")
@@ -185,3 +204,41 @@ class FactSearch:
         return [self._hit(facts, facts.row[i], s, facts.caption_texts[facts.caption_row[cid]])
                 for i, (s, cid) in top if i in facts.row]
 
+    # --- a first search, before the facts are read: HNSW and a few round trips -----------------------------------
+
+    def _direct_images(self, vec: np.ndarray, k: int, where: Mapping[str, Any] | None, exclude: set[str]) -> list[Hit]:
+        n = min(k + len(exclude), self._guard("count", self._images.count))
+        if n == 0:
+            return []
+        res = self._guard("query images", self._images.query, query_embeddings=[vec], n_results=n,
+                          where=dict(where) if where else None, include=["distances", "uris", "metadatas"])
+        uris = res["uris"][0] if res.get("uris") else [None] * len(res["ids"][0])
+        hits = [Hit(id=i, score=1.0 - float(d), uri=u, metadata=dict(m or {}))
+                for i, d, u, m in zip(res["ids"][0], res["distances"][0], uris, res["metadatas"][0])
+                if i not in exclude][:k]
+        captions = self.captions_of([h.id for h in hits])
+        for hit in hits:
+            hit.captions = captions.get(hit.id, [])
+        return hits
+
+    def _direct_captions(self, vec: np.ndarray, k: int, where: Mapping[str, Any] | None,
+                         exclude: set[str]) -> list[Hit]:
+        total = self._guard("count", self._captions.count)
+        if total == 0:
+            return []
+        n = min(total, (k + len(exclude)) * -(-total // max(1, self._guard("count", self.items_collection.count))))
+        while True:
+            res = self._guard("query captions", self._captions.query, query_embeddings=[vec], n_results=n,
+                              where=dict(where) if where else None, include=["distances", "documents"])
+            best: dict[str, tuple[float, str]] = {}
+            for cid, d, doc in zip(res["ids"][0], res["distances"][0], res["documents"][0]):
+                item_id = cid.rsplit("#", 1)[0]
+                if item_id not in exclude:
+                    best.setdefault(item_id, (1.0 - float(d), doc))  # results come best first
+            if len(best) >= k or n >= total or len(res["ids"][0]) < n:
+                break
+            n = min(total, 2 * n)
+        top = sorted(best.items(), key=lambda kv: -kv[1][0])[:k]
+        items = self.get([i for i, _ in top])
+        return [Hit(id=i, score=s, uri=items[i].uri, captions=items[i].captions,
+                    metadata={**items[i].metadata, "matched_caption": doc}) for i, (s, doc) in top if i in items]

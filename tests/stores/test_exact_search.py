@@ -82,8 +82,18 @@ def test_filtered_search_is_exact_over_the_matching_items(filled, monkeypatch) -
 
 def test_a_search_reads_the_gallery_once_and_then_asks_the_store_nothing(filled, monkeypatch) -> None:
     g, vectors, text = filled
-    g.query_images(vectors[0], 5)  # reads the facts
     calls: list[str] = []
+    for col in (g.images_collection, g.captions_collection):
+        original = col.get
+        monkeypatch.setattr(col, "get", lambda *a, _o=original, **kw: calls.append(
+            "page" if "limit" in kw else "ids") or _o(*a, **kw))
+    first = g.query_images(vectors[0], 5)  # a first search asks the store directly: no gallery-wide read
+    assert first[0].id == "id00" and "page" not in calls and g.facts(build=False) is None
+    second = g.query_images(vectors[0], 5)  # the second reads the facts and keeps them
+    assert "page" in calls and g.facts(build=False) is not None and [h.id for h in second] == [h.id for h in first]
+    assert [h.captions for h in second] == [h.captions for h in first]
+    monkeypatch.undo()
+    calls.clear()
     for col in (g.images_collection, g.captions_collection):
         for method in ("get", "query", "count"):
             original = getattr(col, method)
