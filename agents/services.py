@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import unquote, urlparse
 
 from cirgraph.errors import ConfigError
+from cirgraph.tools.protocols import Models
 
 if TYPE_CHECKING:
     from PIL.Image import Image
 
     from cirgraph.agents.context import PipelineConfig
     from cirgraph.stores.base import GalleryReader
-    from cirgraph.tools.protocols import ChatModel, ImageTextEmbedder, TextEmbedder
 
 
 class JsonCache(Protocol):
@@ -82,15 +82,11 @@ def load_uri_image(uri: str) -> Image:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
-class Services:
-    """Live clients of one pipeline. Models and embedders are optional; a stage that needs a missing one is refused
-    by `check` before the run starts, so a run never fails half-way for want of a client."""
+class Services(Models):
+    """Live clients of one pipeline: the models (optional: a stage that needs a missing one is refused by `check`
+    before the run starts, so a run never fails half-way for want of a client), the gallery and small caches."""
 
     gallery: GalleryReader
-    llm: ChatModel | None = None
-    vlm: ChatModel | None = None
-    embedder: ImageTextEmbedder | None = None
-    text_embedder: TextEmbedder | None = None
     caption_cache: JsonCache = field(default_factory=MemoryCache)
     memo: MemoryCache = field(default_factory=lambda: MemoryCache(256))  # derived values, e.g. reference embeddings
     image_loader: Callable[[str], Image] = load_uri_image

@@ -1,6 +1,6 @@
-"""The types of an evaluation run: what to evaluate (EvalSpec), the live models (Models), what one command's runs
-share (Session, with a Part per gallery) and what a run tells its caller as it goes (Reporter). The runner builds and
-runs them; records and reports read them, without importing the runner."""
+"""The types of an evaluation run: what to evaluate (EvalSpec), the live models (Models, from cirgraph.tools.protocols),
+what one command's runs share (Session, with a Part per gallery) and what a run tells its caller as it goes (Reporter).
+The runner builds and runs them; records and reports read them, without importing the runner."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from cirgraph.agents.context import PipelineConfig
 from cirgraph.errors import InputError
 from cirgraph.evals.benchmarks import get_task
+from cirgraph.tools.protocols import Models  # built from Settings (cirgraph.clients) unless a caller injects them
 
 if TYPE_CHECKING:
     from cirgraph.evals.loaders import SplitData
@@ -78,16 +79,6 @@ class EvalSpec:
     @property
     def mode(self) -> str:
         return "images" if self.images_dir is not None else "captions"
-
-
-@dataclass
-class Models:
-    """Live models of a run; None where a run needs none. Built from Settings unless a caller injects them."""
-
-    llm: Any = None
-    vlm: Any = None
-    embedder: Any = None
-    text_embedder: Any = None
 
 
 @dataclass

@@ -1,8 +1,10 @@
-"""The interfaces every model client implements. Pipeline code depends on these, never on a concrete client."""
+"""The interfaces every model client implements, and Models, the one container of a pipeline's four clients.
+Pipeline code depends on these, never on a concrete client."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, TypeVar, overload, runtime_checkable
 
 from pydantic import BaseModel
@@ -66,3 +68,18 @@ class TextEmbedder(Protocol):
     dim: int
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Models:
+    """The live model clients of a pipeline; None where a configuration needs none. Built from Settings by
+    cirgraph.clients, or injected by a caller; the graph's Services and an evaluation run hold them as this."""
+
+    llm: ChatModel | None = None
+    vlm: ChatModel | None = None
+    embedder: ImageTextEmbedder | None = None
+    text_embedder: TextEmbedder | None = None
+
+    def as_kwargs(self) -> dict[str, object]:
+        """The four clients as keyword arguments (for Retriever(...))."""
+        return {"llm": self.llm, "vlm": self.vlm, "embedder": self.embedder, "text_embedder": self.text_embedder}
