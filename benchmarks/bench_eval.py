@@ -63,7 +63,7 @@ def measure(data: Path, model, concurrency: int, queries: int) -> float:
     from cirgraph.agents.presets import preset
     from cirgraph.evals.runner import EvalSpec, Models, Reporter, evaluate
     from cirgraph.settings import Settings
-    from cirgraph.testing.fake_embedders import HashTextEmbedder
+    from cirgraph.tools.hash_embedders import HashTextEmbedder
 
     class Clock(Reporter):
         def start(self, run_id: str, total: int, finished: int) -> None:

@@ -38,7 +38,7 @@ import numpy as np
 def build_gallery(items: int, dim: int, photos: bool = False):
     """A memory gallery of `items` captioned items with random image embeddings (and image URIs when `photos`), and
     the hash embedders."""
-    from cirgraph.testing.fake_embedders import HashImageTextEmbedder, HashTextEmbedder
+    from cirgraph.tools.hash_embedders import HashImageTextEmbedder, HashTextEmbedder
     from cirgraph.testing.memory_gallery import MemoryGallery
 
     rng = np.random.default_rng(0)

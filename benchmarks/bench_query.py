@@ -120,7 +120,7 @@ def main() -> None:
 
     import os
 
-    from cirgraph.factory import load_text_embedder
+    from cirgraph.tools.embedders import load_text_embedder
 
     real = real_vectors(args.data, args.cache)
     texts_all = real_texts(args.data)

@@ -79,18 +79,22 @@ class Retriever:
     def from_settings(cls, settings: Settings | None = None, *, gallery: str = "default",
                       preset: PipelineConfig | str | None = None, **kwargs: Any) -> Retriever:
         """Open the named gallery (with the embedders it was built with) and the chat models the configuration
-        uses, from Settings (environment, .env); see cirgraph.components."""
+        uses, from Settings (environment, .env); see cirgraph.clients. Reference captions are cached persistently
+        under the settings' cache folder."""
         try:
-            from cirgraph import factory  # noqa: F401 - the gallery and vision-model builders
+            from cirgraph import clients
         except ImportError as exc:
-            raise ConfigError(f"Retriever.from_settings needs cirgraph.factory, which is not available ({exc})") \
+            raise ConfigError(f"Retriever.from_settings needs cirgraph.clients, which is not available ({exc})") \
                 from None
-        from cirgraph.components import build_components
         from cirgraph.settings import Settings as _Settings
+        from cirgraph.tools.cache import CallCache
 
         settings = settings or _Settings()
         config = as_config(preset if preset is not None else settings.default_preset()[0])
-        parts = build_components(settings, gallery=gallery, config=config)
+        store = clients.open_gallery(settings, gallery)
+        parts = {"gallery": store, **clients.search_models(settings, store, config).as_kwargs(),
+                 "caption_cache": CallCache(settings.cache_dir / "captions.sqlite"),
+                 "max_image_pixels": settings.max_image_pixels}
         return cls(**{**parts, **kwargs}, config=config)
 
     @property

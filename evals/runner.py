@@ -185,17 +185,12 @@ async def run_config(session: Session, config: PipelineConfig, out_dir: Path | N
 
 
 def _models_from_settings(settings: Settings, spec: EvalSpec, configs: Sequence[PipelineConfig]) -> Models:
-    """Only the models some configuration needs: caption space with captions calls no vision model at all."""
-    from cirgraph import factory
-    from cirgraph.components import build_llm
+    """Only the models some configuration needs (cirgraph.clients.needed_models): caption space with captions calls
+    no vision model at all."""
+    from cirgraph.clients import eval_models
 
-    images = spec.images_dir is not None
-    wants_llm = any(c.recompose or c.decompose or c.rerank or c.reflect for c in configs)
-    wants_vlm = images and any(c.rerank or (c.caption and spec.captions_file is None) for c in configs)
-    return Models(llm=build_llm(settings) if wants_llm else None,
-                  vlm=factory.build_captioner(settings) if wants_vlm else None,
-                  embedder=factory.build_image_text_embedder(settings) if images else None,
-                  text_embedder=factory.build_text_embedder(settings) if spec.captions_file else None)
+    return eval_models(settings, configs, images=spec.images_dir is not None,
+                       captions=spec.captions_file is not None)
 
 
 def _load_parts(spec: EvalSpec) -> list[SplitData]:

@@ -231,7 +231,7 @@ def _mark_built(settings: Settings, space: Space, gallery: Any) -> None:
 
 def _caption_gallery(settings: Settings, space: Space, names: list[str], text_embedder: Any,
                      progress: Progress | None) -> None:
-    from cirgraph.factory import open_gallery
+    from cirgraph.clients import open_gallery
     from cirgraph.stores.captions import CaptionTable, import_captions
     from cirgraph.stores.hnsw import tune_gallery
 
@@ -253,7 +253,7 @@ def _caption_gallery(settings: Settings, space: Space, names: list[str], text_em
 
 def _image_gallery(settings: Settings, space: Space, data: SplitData, names: list[str], images_dir: Path,
                    embedder: Any, text_embedder: Any, progress: Progress | None) -> None:
-    from cirgraph.factory import open_gallery
+    from cirgraph.clients import open_gallery
     from cirgraph.stores.hnsw import tune_gallery
     from cirgraph.stores.indexer import Indexer
 

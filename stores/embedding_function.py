@@ -2,8 +2,9 @@
 
 Chroma persists an embedding function as (name, config) and rebuilds it with `build_from_config` whenever it reads
 the collection's configuration, so building must be cheap: these functions hold a model reference (a Hugging Face
-id, a local folder, or `hash:DIM` for the test embedders) and load the model only on first use. They also keep
-Chroma's own default function (which downloads a model the moment it embeds text) from ever being used.
+id, a local folder, or `hash:DIM` for the weightless hash embedders) and load the model only on first use, through
+cirgraph.tools.embedders. They also keep Chroma's own default function (which downloads a model the moment it embeds
+text) from ever being used.
 
 Images arrive from Chroma's `ImageLoader` as numpy arrays in the file's own mode (16-bit, alpha, grey), so they
 are normalised to 8-bit RGB the same way indexing does before they are embedded.
@@ -64,9 +65,9 @@ class _LazyModel:
         if self._embedder is None:
             with self._lock:
                 if self._embedder is None:
-                    from cirgraph import factory
+                    from cirgraph.tools import embedders  # looked up at each load, so a test can trace it
 
-                    self._embedder = getattr(factory, loader_name)(self.model, device=self.device)
+                    self._embedder = getattr(embedders, loader_name)(self.model, device=self.device)
         return self._embedder
 
     @property

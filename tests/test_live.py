@@ -54,7 +54,7 @@ def _text_embedder():
         from cirgraph.tools.hf_embedders import HFTextEmbedder
 
         return HFTextEmbedder(folder)
-    from cirgraph.testing.fake_embedders import HashTextEmbedder
+    from cirgraph.tools.hash_embedders import HashTextEmbedder
 
     return HashTextEmbedder(dim=128)
 

@@ -109,9 +109,9 @@ def test_config_errors_name_the_problem(toy) -> None:
 def test_from_settings_without_a_factory_is_a_config_error(monkeypatch) -> None:
     import cirgraph
 
-    monkeypatch.setitem(sys.modules, "cirgraph.factory", None)  # as if the module did not exist
-    monkeypatch.delattr(cirgraph, "factory", raising=False)
-    with pytest.raises(ConfigError, match=r"cirgraph\.factory"):
+    monkeypatch.setitem(sys.modules, "cirgraph.clients", None)  # as if the module did not exist
+    monkeypatch.delattr(cirgraph, "clients", raising=False)
+    with pytest.raises(ConfigError, match=r"cirgraph\.clients"):
         Retriever.from_settings()
 
 

@@ -323,7 +323,7 @@ def calibrate(
 ) -> None:
     """Run candidate presets on a slice with the configured models and keep the best (by the benchmark's main
     score) as their profile: search, chat, ui, the SDK and eval use it when no preset is given."""
-    from cirgraph.components import needed_models
+    from cirgraph.clients import needed_models
     from cirgraph.errors import InputError
     from cirgraph.evals.runner import ladder as run_ladder
     from cirgraph.profiles import Profile, model_key, save_profile
@@ -331,7 +331,7 @@ def calibrate(
 
     settings = Settings()
     configs = [parse_config(name.strip(), [], []) for name in candidates.split(",") if name.strip()]
-    usable = [c for c in configs if not needed_models(c, has_images=images is not None)[0] or settings.has_llm]
+    usable = [c for c in configs if not needed_models(c, has_images=images is not None).llm or settings.has_llm]
     if not usable:
         raise InputError("--candidates", "every candidate needs an LLM and none is configured (CIRGRAPH_LLM_BASE_URL)")
     spec = _spec(benchmark, split, data, images, captions, queries, usable[0], category, limit, concurrency, depth,

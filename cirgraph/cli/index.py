@@ -119,7 +119,7 @@ def index(
     import click
     from rich.console import Console
 
-    from cirgraph import factory
+    from cirgraph import clients
     from cirgraph.settings import Settings
     from cirgraph.stores.captions import import_captions, load_captions
     from cirgraph.stores.chroma import check_gallery_name, drop_gallery, make_client
@@ -135,13 +135,13 @@ def index(
     check_gallery_name(gallery)
     table = load_captions(captions) if captions is not None else None  # a bad file fails before any write
     scan = scan_path(path, follow_links=follow_links) if path is not None else None  # so does a missing or image-less PATH
-    captioner = factory.build_captioner(settings) if caption_with_model else None  # and a missing vision model
+    captioner = clients.build_captioner(settings) if caption_with_model else None  # and a missing vision model
     err = Console(stderr=True, soft_wrap=True)
     hnsw: dict = {}
     # one writer at a time per embedded store: a second run waits, then skips what the first added
     with _writer(settings, err):
         existed = gallery_exists(settings, gallery)
-        store = factory.open_gallery(settings, gallery, create=True, kind="images" if scan else "captions")
+        store = clients.open_gallery(settings, gallery, create=True, kind="images" if scan else "captions")
         with _Progress(err, "indexed" if scan else "captions") as progress:
             if scan is not None:
                 indexer = Indexer(store, captioner=captioner, batch_size=batch_size,

@@ -190,7 +190,7 @@ def build_toy_gallery(directory: Any, items: Mapping[str, str] = TOY_ITEMS, *, i
 
     from PIL import Image as PILImage
 
-    from cirgraph.testing.fake_embedders import HashImageTextEmbedder, HashTextEmbedder
+    from cirgraph.tools.hash_embedders import HashImageTextEmbedder, HashTextEmbedder
     from cirgraph.tools.images import image_fingerprint
 
     folder = Path(directory)

@@ -10,7 +10,7 @@ import pytest
 
 pytest.importorskip("cirgraph.stores.gallery")
 pytest.importorskip("cirgraph.stores.indexer")
-pytest.importorskip("cirgraph.factory")
+pytest.importorskip("cirgraph.clients")
 tiny_models = pytest.importorskip("cirgraph.testing.tiny_models")
 fake_openai = pytest.importorskip("cirgraph.testing.fake_openai")
 pytest.importorskip("cirgraph.tools.openai_chat")
@@ -39,7 +39,7 @@ RULES = {
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory):
     """A Chroma image gallery of the toy pictures, with captions, embedded by a tiny CLIP."""
-    from cirgraph import factory
+    from cirgraph import clients
     from cirgraph.settings import Settings
     from cirgraph.stores import chroma
     from cirgraph.stores.captions import load_captions
@@ -52,7 +52,7 @@ def store(tmp_path_factory: pytest.TempPathFactory):
     captions.write_text(json.dumps({f"{k}.png": v for k, v in TOY_ITEMS.items()}))
     settings = Settings(home=root / "home", embedder=str(clip), text_embedder="hash:32", offline=True)
     chroma.clear_client_cache()
-    gallery = factory.open_gallery(settings, "toy", create=True, kind="images")
+    gallery = clients.open_gallery(settings, "toy", create=True, kind="images")
     report = Indexer(gallery).index(root / "images", captions=load_captions(captions))
     assert report.added == len(TOY_ITEMS)
     return root, settings
@@ -135,12 +135,12 @@ def test_caption_space_search_by_gallery_id_needs_no_vision_call(store, server) 
 
 
 def test_caption_only_gallery_end_to_end(store, server) -> None:
-    from cirgraph import factory
+    from cirgraph import clients
     from cirgraph.retriever import Retriever
     from cirgraph.stores.captions import import_captions, load_captions
 
     root, settings = store
-    names = factory.open_gallery(settings, "names", create=True, kind="captions")
+    names = clients.open_gallery(settings, "names", create=True, kind="captions")
     import_captions(names, load_captions(root / "captions.json"))
     with Retriever.from_settings(_settings(store, server), gallery="names", preset="rerank") as r:
         assert r.services.embedder is None and r.gallery.has_captions and not r.gallery.has_images

@@ -20,7 +20,7 @@ from cirgraph.tools.images import content_hash
 
 @pytest.fixture
 def chroma(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Retriever, Path]]:
-    from cirgraph import factory
+    from cirgraph import clients
     from cirgraph.settings import Settings
     from cirgraph.stores.chroma import clear_client_cache
     from cirgraph.stores.indexer import Indexer
@@ -29,7 +29,7 @@ def chroma(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Re
     monkeypatch.setenv("CIRGRAPH_TEXT_EMBEDDER", "hash:16")
     images = tmp_path / "images"
     build_toy_gallery(images)  # writes the toy PNGs
-    gallery = factory.open_gallery(Settings(), "chatty", create=True, kind="images")
+    gallery = clients.open_gallery(Settings(), "chatty", create=True, kind="images")
     Indexer(gallery).index(images)
     retriever = Retriever(gallery=gallery, embedder=gallery.image_embedder, config="modification-only")
     yield retriever, images

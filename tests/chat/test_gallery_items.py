@@ -95,7 +95,7 @@ def test_search_over_a_caption_gallery(client: TestClient) -> None:
 
 def test_item_finder_over_a_real_chroma_gallery(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Ids are listed from the store and captions found with its document filter, in any case of the text."""
-    from cirgraph import factory
+    from cirgraph import clients
     from cirgraph.settings import Settings
     from cirgraph.stores.captions import CaptionTable, import_captions
     from cirgraph.stores.chroma import clear_client_cache
@@ -103,7 +103,7 @@ def test_item_finder_over_a_real_chroma_gallery(tmp_path: Path, monkeypatch: pyt
     monkeypatch.setenv("CIRGRAPH_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("CIRGRAPH_EMBEDDER", "")
     monkeypatch.setenv("CIRGRAPH_TEXT_EMBEDDER", "hash:16")
-    gallery = factory.open_gallery(Settings(), "notes", create=True, kind="captions")
+    gallery = clients.open_gallery(Settings(), "notes", create=True, kind="captions")
     table = CaptionTable("notes.csv")
     for name, text in {"a1": "A Red dress", "b2": "a blue shirt", "c3": "red shoes", "red-4": "a hat"}.items():
         table.add(name, [text])

@@ -189,13 +189,15 @@ def test_compare_takes_run_ids_and_names_its_chart_after_the_runs(server: FakeOp
 
 
 def test_a_bad_data_folder_fails_in_one_line_before_any_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from cirgraph import factory
+    from cirgraph import clients
+    from cirgraph.tools import embedders
 
     def no_model(*args: object, **kwargs: object) -> None:
         raise AssertionError("a model was loaded")
 
-    for name in ("build_chat_model", "load_text_embedder", "load_image_text_embedder"):
-        monkeypatch.setattr(factory, name, no_model)
+    monkeypatch.setattr(clients, "build_chat_model", no_model)
+    for name in ("load_text_embedder", "load_image_text_embedder"):
+        monkeypatch.setattr(embedders, name, no_model)
     monkeypatch.setattr(sys, "argv", ["cirgraph", "eval", "run", "cirr", "--data", str(tmp_path / "nope")])
     from cirgraph.cli import main
 

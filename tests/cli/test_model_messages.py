@@ -8,9 +8,10 @@ import sys
 import pytest
 
 from cirgraph.cli import main
+from cirgraph.clients import build_chat_model
 from cirgraph.errors import ModelNotFoundError
-from cirgraph.factory import build_chat_model, load_image_text_embedder, load_text_embedder
 from cirgraph.settings import Settings
+from cirgraph.tools.embedders import load_image_text_embedder, load_text_embedder
 
 
 def _error(build) -> str:
@@ -68,8 +69,8 @@ def test_an_unreachable_hub_fails_before_torch_is_imported(tmp_path) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]  # closed once the block ends: connections are refused
-    code = ("import sys\nfrom cirgraph.errors import ModelNotFoundError\nfrom cirgraph.factory import "
-            "load_image_text_embedder\ntry:\n    load_image_text_embedder('nobody-here/no-clip')\n"
+    code = ("import sys\nfrom cirgraph.errors import ModelNotFoundError\nfrom cirgraph.tools.embedders "
+            "import load_image_text_embedder\ntry:\n    load_image_text_embedder('nobody-here/no-clip')\n"
             "except ModelNotFoundError as exc:\n    print('unreachable' in str(exc), 'torch' in sys.modules)\n")
     env = {**os.environ, "HF_ENDPOINT": f"http://127.0.0.1:{port}", "HF_HOME": str(tmp_path / "hf")}
     env.pop("HF_HUB_OFFLINE", None)

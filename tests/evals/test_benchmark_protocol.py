@@ -21,7 +21,7 @@ from cirgraph.evals.scoring import score_predictions
 from cirgraph.evals.submission import read_submission
 from cirgraph.evals.task import AnnotationFile, Benchmark, BenchmarkTask, Query, Rankings, SplitPart, SplitSpec
 from cirgraph.settings import Settings
-from cirgraph.testing.fake_embedders import HashTextEmbedder
+from cirgraph.tools.hash_embedders import HashTextEmbedder
 
 GALLERY = [f"pic{i}" for i in range(8)]
 QUERIES = [{"qid": 1, "ref": "pic0", "text": "a red kite over the sea", "target": "pic3"},

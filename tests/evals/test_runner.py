@@ -18,7 +18,7 @@ from cirgraph.evals.runner import EvalSpec, Models, Reporter, evaluate, evaluate
 from cirgraph.evals.submission import read_submission
 from cirgraph.settings import Settings
 from cirgraph.testing.fake_chat import ScriptedChatModel
-from cirgraph.testing.fake_embedders import HashImageTextEmbedder, HashTextEmbedder
+from cirgraph.tools.hash_embedders import HashImageTextEmbedder, HashTextEmbedder
 
 FIXTURES = Path(__file__).parent / "fixtures"
 CIRR = FIXTURES / "cirr"

@@ -22,7 +22,7 @@ from cirgraph.testing.memory_gallery import TOY_ITEMS, build_toy_gallery
 @pytest.fixture(scope="module")
 def chroma_gallery(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Path]]:
     """(the toy gallery in an embedded Chroma store, with captions; the folder of its pictures)."""
-    from cirgraph import factory
+    from cirgraph import clients
     from cirgraph.settings import Settings
     from cirgraph.stores.captions import load_captions
     from cirgraph.stores.chroma import clear_client_cache
@@ -34,7 +34,7 @@ def chroma_gallery(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[A
     captions.write_text(json.dumps({f"{k}.png": v for k, v in TOY_ITEMS.items()}))
     settings = Settings(home=root / "home", embedder="hash:32", text_embedder="hash:16")
     clear_client_cache()
-    gallery = factory.open_gallery(settings, "toy", create=True, kind="images")
+    gallery = clients.open_gallery(settings, "toy", create=True, kind="images")
     assert Indexer(gallery).index(root / "images", captions=load_captions(captions)).added == len(TOY_ITEMS)
     _warm_up(gallery, root / "images")
     yield gallery, root / "images"

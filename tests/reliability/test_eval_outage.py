@@ -16,7 +16,7 @@ import pytest
 from cirgraph.agents.presets import preset
 from cirgraph.evals.runner import EvalSpec, Models, Reporter, evaluate
 from cirgraph.settings import Settings
-from cirgraph.testing.fake_embedders import HashTextEmbedder
+from cirgraph.tools.hash_embedders import HashTextEmbedder
 from cirgraph.testing.fake_openai import Fault, FakeOpenAIServer
 from cirgraph.tools.health import EndpointDown
 from tests.reliability.conftest import chat_client, stopwatch

@@ -29,11 +29,11 @@ def trace(what: str) -> None:
 
 
 def install() -> None:
-    from cirgraph import factory
     from cirgraph.stores import chroma
+    from cirgraph.tools import embedders
 
     for name in ("load_image_text_embedder", "load_text_embedder"):  # looked up in the module at each load
-        setattr(factory, name, _traced("model load", getattr(factory, name)))
+        setattr(embedders, name, _traced("model load", getattr(embedders, name)))
 
     guarded = chroma.guarded
 

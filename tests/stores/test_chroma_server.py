@@ -7,7 +7,7 @@ import socket
 import pytest
 
 from cirgraph.errors import GalleryError
-from cirgraph.factory import open_gallery
+from cirgraph.clients import open_gallery
 from cirgraph.settings import Settings
 from cirgraph.stores.chroma import clear_client_cache, gallery_names, make_client, server_client
 from cirgraph.stores.indexer import Indexer

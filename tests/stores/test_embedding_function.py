@@ -7,7 +7,7 @@ import pytest
 from chromadb.utils.embedding_functions import known_embedding_functions
 
 from cirgraph.errors import GalleryError, InputError
-from cirgraph.factory import load_image_text_embedder
+from cirgraph.tools.embedders import load_image_text_embedder
 from cirgraph.stores.embedding_function import (ImageTextEmbeddingFunction, NoEmbeddingFunction, SafeImageLoader,
                                                 TextEmbeddingFunction, array_to_image)
 
@@ -20,7 +20,7 @@ def test_functions_are_registered_under_their_names() -> None:
 def test_config_round_trip_loads_the_model_only_when_used(monkeypatch) -> None:
     loads = []
     real = load_image_text_embedder
-    monkeypatch.setattr("cirgraph.factory.load_image_text_embedder",
+    monkeypatch.setattr("cirgraph.tools.embedders.load_image_text_embedder",
                         lambda ref, device="cpu": loads.append(ref) or real(ref, device=device))
     ef = ImageTextEmbeddingFunction.build_from_config({"model": "hash:24", "device": "cpu"})
     assert ef.get_config() == {"model": "hash:24", "device": "cpu"} and not ef.is_legacy()

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import cirgraph.stores.search as search_module
-from cirgraph.factory import load_text_embedder
+from cirgraph.tools.embedders import load_text_embedder
 from cirgraph.stores.gallery import Gallery, NewItem
 
 

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from cirgraph.errors import ConfigError, GalleryError, InputError
-from cirgraph.factory import load_image_text_embedder, load_text_embedder
+from cirgraph.tools.embedders import load_image_text_embedder, load_text_embedder
 from cirgraph.stores.base import GalleryReader, Hit
 from cirgraph.stores.chroma import GALLERY_HNSW, clear_client_cache, embedded_client, server_client
 from cirgraph.stores.gallery import Gallery, NewItem

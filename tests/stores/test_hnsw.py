@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import cirgraph.stores.search as search_module
-from cirgraph.factory import load_text_embedder
+from cirgraph.tools.embedders import load_text_embedder
 from cirgraph.stores import hnsw
 from cirgraph.stores.chroma import GALLERY_HNSW, clear_client_cache, embedded_client
 from cirgraph.stores.gallery import Gallery, NewItem

@@ -43,7 +43,7 @@ def index(captions: Path, gallery: str = "g") -> subprocess.Popen:
 
 
 def test_an_open_reader_sees_what_another_process_indexed(tmp_path: Path) -> None:
-    from cirgraph.factory import open_gallery
+    from cirgraph.clients import open_gallery
 
     assert index(write(tmp_path / "first.json", FIRST)).wait(120) == 0
     reader = open_gallery(Settings(), "g")
@@ -59,7 +59,7 @@ def test_an_open_reader_sees_what_another_process_indexed(tmp_path: Path) -> Non
 
 
 def test_reads_cost_one_stat_when_nothing_changed(tmp_path: Path) -> None:
-    from cirgraph.factory import open_gallery
+    from cirgraph.clients import open_gallery
 
     assert index(write(tmp_path / "first.json", FIRST)).wait(120) == 0
     reader = open_gallery(Settings(), "g")
@@ -72,7 +72,7 @@ def test_reads_cost_one_stat_when_nothing_changed(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("trial", range(3))
 def test_concurrent_index_runs_on_a_new_store_take_turns(tmp_path: Path, trial: int) -> None:
-    from cirgraph.factory import open_gallery
+    from cirgraph.clients import open_gallery
 
     captions = write(tmp_path / "first.json", FIRST)
     runs = [index(captions) for _ in range(4)]

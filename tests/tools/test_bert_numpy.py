@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from cirgraph.errors import InputError
-from cirgraph.factory import load_text_embedder
+from cirgraph.tools.embedders import load_text_embedder
 from cirgraph.testing.tiny_models import build_tiny_text_encoder
 from cirgraph.tools import bert_numpy
 from cirgraph.tools.bert_numpy import NumpyBertEmbedder, qualifies
@@ -61,7 +61,7 @@ def test_the_factory_uses_it_on_cpu_and_hands_large_batches_to_transformers(
 
 
 def test_embedding_a_query_imports_neither_torch_nor_transformers(bert_dir: Path) -> None:
-    code = ("import sys; from cirgraph.factory import load_text_embedder; "
+    code = ("import sys; from cirgraph.tools.embedders import load_text_embedder; "
             f"v = load_text_embedder({str(bert_dir)!r}).embed_texts(['a red dress']); "
             "print(v.shape, sorted({'torch', 'transformers'} & set(sys.modules)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

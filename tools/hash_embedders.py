@@ -1,17 +1,23 @@
-"""Deterministic embedders for tests: no weights, same shapes and contracts as the real ones.
+"""Weightless embedders, named `hash[:DIM][?delay=SECONDS]`: deterministic, same shapes and contracts as the real ones.
 
-Texts embed as a normalised sum of hashed bag-of-words vectors, so texts sharing words are similar; images embed
-from a tiny colour histogram plus a hash of their pixels, so the same image always gets the same vector.
+A model kind of its own (galleries record them by name and rebuild them from it), used by tests, benchmarks and
+demos where no weights exist. Texts embed as a normalised sum of hashed bag-of-words vectors, so texts sharing words
+are similar; images embed from a hash of their pixels, so the same image always gets the same vector. `delay=S` makes
+every call sleep first (a stand-in for a slow model, so tests can interrupt a slow run).
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
+from urllib.parse import parse_qs
 
 import numpy as np
+
+from cirgraph.errors import InputError
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -67,3 +73,38 @@ class HashImageTextEmbedder(HashTextEmbedder):
             for word in _WORD.findall(self.image_words.get(fp, "").lower()):
                 out[i] += _seeded("w:" + word, self.dim)
         return _unit(out)
+
+
+class _Delayed:
+    """Wraps an embedder so every call sleeps first (a stand-in for a slow model)."""
+
+    def __init__(self, inner: HashTextEmbedder, delay_s: float) -> None:
+        self._inner, self.delay_s = inner, delay_s
+        self.name, self.dim = inner.name, inner.dim
+
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+        time.sleep(self.delay_s)
+        return self._inner.embed_texts(texts)
+
+    def embed_images(self, images: Sequence) -> np.ndarray:
+        time.sleep(self.delay_s)
+        return self._inner.embed_images(images)
+
+
+def is_hash_reference(ref: str) -> bool:
+    """Whether a model reference names a hash embedder rather than weights."""
+    return ref == "hash" or ref.startswith(("hash:", "hash?"))
+
+
+def hash_embedder(ref: str, *, images: bool) -> HashTextEmbedder | _Delayed:
+    """`hash[:DIM][?delay=S]` -> a hash embedder whose name is `ref` (so it rebuilds from it)."""
+    spec, _, query = ref.partition("?")
+    _, _, dim = spec.partition(":")
+    try:
+        size = int(dim) if dim else 64
+        delay = float(parse_qs(query).get("delay", ["0"])[0])
+    except ValueError:
+        raise InputError(f"model reference {ref!r}", "expected hash[:DIM][?delay=SECONDS]") from None
+    cls = HashImageTextEmbedder if images else HashTextEmbedder
+    embedder = cls(dim=size, name=ref)
+    return _Delayed(embedder, delay) if delay > 0 else embedder
