@@ -9,7 +9,6 @@ ModelOutputError. torch and transformers load only when a model is built.
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
 import time
 from collections.abc import Sequence
@@ -21,16 +20,12 @@ from cirgraph.errors import InputError, ModelError, ModelOutputError
 from cirgraph.tools.hf_loading import load_config, load_pretrained, resolve_model, torch_dtype
 from cirgraph.tools.images import downscale
 from cirgraph.tools.messages import Message
-from cirgraph.tools.structured import extract_json_object, parse_json_reply
+from cirgraph.tools.structured import extract_json_object, parse_json_reply, schema_instructions
 from cirgraph.tools.usage import CallRecord, record
 
 T = TypeVar("T", bound=BaseModel)
 
 RETRY_TEMPERATURE = 0.7  # retries sample, so a deterministic bad answer is not repeated
-SCHEMA_INSTRUCTIONS = (
-    "Reply with one JSON object and nothing else: no prose, no code fences. "
-    "It must validate against this JSON schema:\n{schema}"
-)
 
 
 def is_vision_language(config: Any) -> bool:
@@ -52,8 +47,9 @@ def parse_structured(text: str, schema: type[T]) -> T:
 
 
 def with_schema_instructions(messages: list[Message], schema: type[BaseModel]) -> list[Message]:
-    """Add the schema instructions to the system message (or put a system message first)."""
-    note = SCHEMA_INSTRUCTIONS.format(schema=json.dumps(schema.model_json_schema(), ensure_ascii=False))
+    """Add the schema instructions (tools.structured, as every chat client words them) to the system message (or put
+    a system message first)."""
+    note = schema_instructions(schema)
     if messages and messages[0].role == "system":
         return [Message.system(f"{messages[0].text}\n\n{note}"), *messages[1:]]
     return [Message.system(note), *messages]

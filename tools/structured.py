@@ -23,7 +23,7 @@ def json_schema(schema: type[BaseModel]) -> dict[str, Any]:
 
 @functools.cache
 def schema_instructions(schema: type[BaseModel]) -> str:
-    """The system-prompt text asking for a JSON object that fits `schema`."""
+    """The system-prompt text asking for a JSON object that fits `schema`: the one wording, for every chat client."""
     return ("Reply with a single JSON object, and nothing else, that conforms to this JSON schema:\n"
             + json.dumps(json_schema(schema), ensure_ascii=False))
 
