@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
-from cirgraph.agents.texts import baseline_query  # noqa: F401 - imported from here by retrieve and evals.space
 from cirgraph.errors import InputError
 from cirgraph.tools.images import (
     DEFAULT_MAX_BYTES,

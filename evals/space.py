@@ -116,7 +116,7 @@ def query_texts(space: Space, queries: Sequence[Query], config: Any, empty_text:
     """The texts the pipeline will embed for these queries that are known before it runs: the modification (or
     `empty_text`), the reference caption and caption+modification, each where the configuration searches with it
     (descriptions written by an LLM are embedded as they come)."""
-    from cirgraph.agents.query import baseline_query
+    from cirgraph.agents.texts import baseline_query
 
     baseline = None if config.recompose else config.baseline_text
     with_modification = config.w_modification > 0 or baseline in ("modification", "caption+modification")

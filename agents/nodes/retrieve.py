@@ -28,9 +28,10 @@ from cirgraph.agents.fusion import (
     unit,
 )
 from cirgraph.agents.nodes._trace import traced
-from cirgraph.agents.query import baseline_query, reference_image
+from cirgraph.agents.query import reference_image
 from cirgraph.agents.services import Services
 from cirgraph.agents.state import PipelineState, Reference
+from cirgraph.agents.texts import baseline_query
 from cirgraph.errors import ConfigError
 
 TEXT_SPACES = ("text_image", "text_caption")
