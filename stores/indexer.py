@@ -29,9 +29,8 @@ if TYPE_CHECKING:
 
     from cirgraph.tools.protocols import ChatModel
 
-# The instruction given with each image when a vision model captions the gallery.
-CAPTION_PROMPT = ("Describe this image in one sentence for image search: the main subject, its colours, "
-                  "materials and the setting. Reply with the sentence only.")
+# The instruction given with each image when a vision model captions the gallery (prompts/templates/caption).
+CAPTION_PROMPT = ("caption", "gallery")
 # Decoded images are shrunk to this shorter side before embedding or captioning: image-text models take 224-512 px
 # inputs, and resizing a full-size photo in the model's preprocessor (on the critical path) costs more than the model.
 SHORT_SIDE = 640
@@ -278,14 +277,17 @@ class Indexer:
     def _caption_with_model(self, todo: list[tuple[NewItem, _File]], report: IndexReport) -> None:
         if self.captioner is None or not todo:
             return
+        from cirgraph.prompts.loader import render
         from cirgraph.tools.messages import Message
+
+        prompt = render(*CAPTION_PROMPT)
 
         async def caption_all() -> list[Any]:
             sem = asyncio.Semaphore(self.max_concurrency)
 
             async def one(img: Image) -> str:
                 async with sem:
-                    return await self.captioner.complete([Message.user(img, CAPTION_PROMPT)], max_tokens=96)
+                    return await self.captioner.complete([Message.user(img, prompt.text)], max_tokens=prompt.max_tokens)
 
             return await asyncio.gather(*(one(f.image) for _, f in todo), return_exceptions=True)
 

@@ -15,6 +15,7 @@ from PIL import Image
 from cirgraph.errors import InputError, ModelError
 from cirgraph.stores.captions import load_captions
 from cirgraph.stores.gallery import Gallery, NewItem
+from cirgraph.prompts.loader import render
 from cirgraph.stores.indexer import CAPTION_PROMPT, Indexer
 from cirgraph.stores.scan import scan_path
 from cirgraph.testing.fake_chat import ScriptedChatModel
@@ -204,7 +205,7 @@ def test_captioner_captions_new_images_and_retries_missing_ones(gallery, photos)
     model = ScriptedChatModel(default=reply)
     report = Indexer(gallery, captioner=model).index(photos)
     assert report.added == N_PHOTOS and [Path(f.path).name for f in report.caption_failures] == ["rocket.jpg"]
-    assert all(CAPTION_PROMPT in m.text for msgs, _ in model.requests for m in msgs)
+    assert all(render(*CAPTION_PROMPT).text in m.text for msgs, _ in model.requests for m in msgs)
     rocket = content_hash((photos / "rocket.jpg").read_bytes())
     assert rocket not in gallery.captions_of([rocket])
     fixed = Indexer(gallery, captioner=ScriptedChatModel(default="a rocket")).index(photos)
