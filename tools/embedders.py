@@ -6,17 +6,22 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from cirgraph.tools.hash_embedders import hash_embedder, is_hash_reference
 from cirgraph.tools.model_hints import with_hint
 
 if TYPE_CHECKING:
     from cirgraph.tools.protocols import ImageTextEmbedder, TextEmbedder
 
 
+def _is_hash(ref: str) -> bool:
+    return ref == "hash" or ref.startswith(("hash:", "hash?"))
+
+
 def load_image_text_embedder(ref: str, *, device: str = "cpu", batch_size: int = 32,
                              offline: bool = False) -> ImageTextEmbedder:
     """An image-text embedder (CLIP/SigLIP) from a reference; ModelNotFoundError when it cannot be loaded."""
-    if is_hash_reference(ref):
+    if _is_hash(ref):
+        from cirgraph.tools.hash_embedders import hash_embedder
+
         return hash_embedder(ref, images=True)
     from cirgraph.tools.hf_embedders import HFImageTextEmbedder
     from cirgraph.tools.hf_loading import check_loadable
@@ -32,7 +37,9 @@ def load_text_embedder(ref: str, *, device: str = "cpu", batch_size: int = 64, o
     On the CPU a local BERT sentence encoder (the default all-MiniLM-L6-v2 among them) runs on numpy for a few texts
     at a time, the same vectors without importing torch and transformers (seconds at every start of a search);
     large batches still go to transformers, loaded when first needed."""
-    if is_hash_reference(ref):
+    if _is_hash(ref):
+        from cirgraph.tools.hash_embedders import hash_embedder
+
         return hash_embedder(ref, images=False)
 
     def transformers_embedder() -> TextEmbedder:

@@ -91,11 +91,6 @@ class _Delayed:
         return self._inner.embed_images(images)
 
 
-def is_hash_reference(ref: str) -> bool:
-    """Whether a model reference names a hash embedder rather than weights."""
-    return ref == "hash" or ref.startswith(("hash:", "hash?"))
-
-
 def hash_embedder(ref: str, *, images: bool) -> HashTextEmbedder | _Delayed:
     """`hash[:DIM][?delay=S]` -> a hash embedder whose name is `ref` (so it rebuilds from it)."""
     spec, _, query = ref.partition("?")
