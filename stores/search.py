@@ -8,9 +8,10 @@ rebuilt after a write (this process's, or another's through the store's change m
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -24,6 +25,24 @@ if TYPE_CHECKING:
     from chromadb.api.models.Collection import Collection
 
 SERVER_RECHECK_S = 5.0  # a Chroma server has no change marker: its counts are compared at most this often
+
+
+def reread_once(method: Callable[..., Any]) -> Callable[..., Any]:
+    """A read of an embedded store that fails is tried once more on the store reopened: a process that reads while
+    another writes can meet the write half-way (Chroma: "Error finding id", an HNSW label whose record is not there
+    yet); the reopened store holds the finished write. A second failure is the error."""
+
+    @functools.wraps(method)
+    def read(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except GalleryError:
+            if self._watch is None:  # a Chroma server does its own locking: nothing to reopen
+                raise
+            self._watch.reopen(chroma.reopen_embedded)
+            return method(self, *args, **kwargs)
+
+    return read
 
 
 def query_vector(embedding: np.ndarray, k: int) -> np.ndarray:
@@ -126,6 +145,7 @@ class FactSearch:
         """After an index setting changed: other processes reopen the store on their next read."""
         self._changed()
 
+    @reread_once
     def query_images(self, embedding: np.ndarray, k: int, *, where: Mapping[str, Any] | None = None,
                      exclude_ids: Sequence[str] = ()) -> list[Hit]:
         """Top-k by image similarity: exact (one matrix product over the kept vectors) in a gallery of up to
@@ -155,6 +175,7 @@ class FactSearch:
                 if i not in exclude and i in facts.row]
         return hits[:k]
 
+    @reread_once
     def query_captions(self, embedding: np.ndarray, k: int, *, where: Mapping[str, Any] | None = None,
                        exclude_ids: Sequence[str] = ()) -> list[Hit]:
         """Top-k items by their best caption; `metadata["matched_caption"]` is that caption.

@@ -112,5 +112,5 @@ def test_two_index_runs_at_once_and_searches_meanwhile(tmp_path: Path) -> None:
     assert counts == sorted(counts) and counts[-1] <= n  # a search never sees the gallery shrink or overfill
     assert len(final.hits) == 5 and search.gallery.count() == n
     assert len(seconds) >= 3 and max(seconds) < 5
-    if errors:  # seen intermittently: a read while another process writes meets Chroma half-way through a write
-        pytest.xfail(f"{len(errors)} of {len(seconds)} searches during an index failed; first: {errors[0][:300]}")
+    # a read that meets another process's write half-way is read again on the reopened store (stores/search.py)
+    assert not errors, f"{len(errors)} of {len(seconds)} searches during an index failed; first: {errors[0][:300]}"

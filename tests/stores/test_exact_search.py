@@ -143,3 +143,34 @@ def test_writes_invalidate_the_kept_facts(filled, client, monkeypatch) -> None:
                                 captions=["only this"], caption_embeddings=text.embed_texts(["only this"]))])
     assert g.get(["id01"])["id01"].captions == ["only this"]
     assert g.query_captions(text.embed_texts(["only this"])[0], 1)[0].id == "id01"
+
+
+def test_a_read_that_meets_a_write_half_way_is_read_again_on_the_reopened_store(filled, monkeypatch) -> None:
+    """Another process's write can be met half-way (Chroma: "Error finding id"); the read is tried once more on the
+    store reopened. A read that fails twice is the error."""
+    g, vectors, _ = filled
+    if g._watch is None:
+        pytest.skip("a Chroma server has no store to reopen")
+    _hnsw(monkeypatch)
+    g._searches = 1  # past the first search: the kept facts and one HNSW query
+    expected = _ranked(g.query_images(vectors[4], 5))
+    generation = g._watch.generation
+    failures = iter([RuntimeError("Error finding id 17")])
+    real = g._images.query
+
+    def half_way(*args, **kwargs):
+        exc = next(failures, None)
+        if exc is not None:
+            raise exc
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(g._images, "query", half_way)
+    assert _ranked(g.query_images(vectors[4], 5)) == expected
+    assert g._watch.generation == generation + 1  # the store was reopened, and the read made on it
+
+    def always(*args, **kwargs):
+        raise RuntimeError("Error finding id 17")
+
+    monkeypatch.setattr(type(g._images), "query", always)  # every collection object, the reopened one too
+    with pytest.raises(Exception, match="Error finding id"):
+        g.query_images(vectors[4], 5)
