@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from real_vectors import DEFAULT_CACHE, MODEL, real_shaped, real_texts, real_vectors  # noqa: E402
+from real_vectors import DEFAULT_CACHE, MODEL, real_shaped, real_texts, real_vectors
 
 
 def build(store: Path, name: str, ids: list[str], captions: list[list[str]], vectors: list[np.ndarray]):

@@ -121,7 +121,7 @@ def reopen_embedded(path: str | Path) -> ClientAPI:
     if system is not None:
         try:
             system.stop()
-        except Exception:  # noqa: BLE001 - a system that cannot stop cleanly is replaced all the same
+        except Exception:  # a system that cannot stop cleanly is replaced all the same
             pass
     return embedded_client(path)
 

@@ -147,7 +147,7 @@ class Indexer:
             return
         try:
             prepared = prepare([f.image for f in files])
-        except Exception:  # noqa: BLE001 -- _embed_images retries from the images and reports the offending file
+        except Exception:  # _embed_images retries from the images and reports the offending file
             return
         for row, f in enumerate(files):
             f.prepared = (prepared, row)

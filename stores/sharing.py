@@ -30,7 +30,7 @@ def store_path(client: Any) -> Path | None:
     """The folder of an embedded (persistent) Chroma client; None for a server client."""
     try:
         settings = client.get_settings()
-    except Exception:  # noqa: BLE001 - a client of another kind
+    except Exception:  # a client of another kind
         return None
     if not getattr(settings, "is_persistent", False) or not settings.persist_directory:
         return None

@@ -60,7 +60,7 @@ def show(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help=
 
 
 @cache_app.command("clear")
-def clear(namespace: Optional[str] = _NAMESPACE) -> None:  # noqa: UP045
+def clear(namespace: Optional[str] = _NAMESPACE) -> None:
     """Delete every entry, or one namespace's, in every cache file."""
     from cirgraph.tools.cache import CallCache
 

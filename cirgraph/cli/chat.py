@@ -142,9 +142,9 @@ def resume_command(gallery: str, thread: str, preset: str | None, k: int) -> str
 @app.command("chat")
 def chat(
     gallery: str = typer.Option("default", "--gallery", "-g", help="The gallery to search."),
-    thread: Optional[str] = typer.Option(  # noqa: UP007 - typer reads the annotation at runtime
+    thread: Optional[str] = typer.Option(
         None, "--thread", help="Resume this conversation (default: a new one)."),
-    preset: Optional[str] = preset_option(),  # noqa: UP045
+    preset: Optional[str] = preset_option(),
     k: int = typer.Option(10, "-k", "--k", min=1, max=100, help="Results per turn."),
 ) -> None:
     """Refine a search over several messages: each message changes the current target."""

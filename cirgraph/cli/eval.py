@@ -238,13 +238,13 @@ def _print_run(record: RunRecord, folder: Path, as_json: bool) -> None:
 @eval_app.command("run")
 def run(
     benchmark: str = _BENCHMARK, split: str = _SPLIT, data: Path = _DATA,
-    images: Optional[Path] = _IMAGES, captions: Optional[Path] = _CAPTIONS,  # noqa: UP007
-    queries: Optional[Path] = _QUERIES,  # noqa: UP007
-    preset_name: Optional[str] = _PRESET,  # noqa: UP007
+    images: Optional[Path] = _IMAGES, captions: Optional[Path] = _CAPTIONS,
+    queries: Optional[Path] = _QUERIES,
+    preset_name: Optional[str] = _PRESET,
     variant: list[str] = _VARIANT, setting: list[str] = _SET, category: list[str] = _CATEGORY,
     limit: Optional[int] = _LIMIT, offset: int = _OFFSET, concurrency: int = _CONCURRENCY,
-    depth: Optional[int] = _DEPTH,  # noqa: UP007
-    out: Optional[Path] = _RUN_OUT, fresh: bool = _FRESH, as_json: bool = _JSON, quiet: bool = _QUIET,  # noqa: UP007
+    depth: Optional[int] = _DEPTH,
+    out: Optional[Path] = _RUN_OUT, fresh: bool = _FRESH, as_json: bool = _JSON, quiet: bool = _QUIET,
 ) -> None:
     """Run the pipeline on every query of a split; write the record, summaries and (test splits) submissions."""
     from cirgraph.evals.runner import evaluate
@@ -279,13 +279,13 @@ def _exit_if_failed(records: list[RunRecord]) -> None:
 @eval_app.command("ladder")
 def ladder(
     benchmark: str = _BENCHMARK, split: str = _SPLIT, data: Path = _DATA,
-    images: Optional[Path] = _IMAGES, captions: Optional[Path] = _CAPTIONS,  # noqa: UP007
-    queries: Optional[Path] = _QUERIES,  # noqa: UP007
-    presets: Optional[str] = _PRESETS,  # noqa: UP007
+    images: Optional[Path] = _IMAGES, captions: Optional[Path] = _CAPTIONS,
+    queries: Optional[Path] = _QUERIES,
+    presets: Optional[str] = _PRESETS,
     variant: list[str] = _VARIANT, setting: list[str] = _SET, category: list[str] = _CATEGORY,
     limit: Optional[int] = _LIMIT, offset: int = _OFFSET, concurrency: int = _CONCURRENCY,
-    depth: Optional[int] = _DEPTH,  # noqa: UP007
-    out: Optional[Path] = _LADDER_OUT, fresh: bool = _FRESH, as_json: bool = _JSON, quiet: bool = _QUIET,  # noqa: UP007
+    depth: Optional[int] = _DEPTH,
+    out: Optional[Path] = _LADDER_OUT, fresh: bool = _FRESH, as_json: bool = _JSON, quiet: bool = _QUIET,
 ) -> None:
     """Run the ablation presets one after another with shared caches, then print the comparison table."""
     from cirgraph.agents.presets import names
@@ -315,11 +315,11 @@ _CANDIDATES = typer.Option("modification-only,modification+reference,small-model
 @eval_app.command("calibrate")
 def calibrate(
     benchmark: str = _BENCHMARK, split: str = _SPLIT, data: Path = _DATA,
-    images: Optional[Path] = _IMAGES, captions: Optional[Path] = _CAPTIONS,  # noqa: UP007
-    queries: Optional[Path] = _QUERIES, candidates: str = _CANDIDATES,  # noqa: UP007
-    category: list[str] = _CATEGORY, limit: Optional[int] = _LIMIT, offset: int = _OFFSET,  # noqa: UP007
-    concurrency: int = _CONCURRENCY, depth: Optional[int] = _DEPTH,  # noqa: UP007
-    out: Optional[Path] = _LADDER_OUT, fresh: bool = _FRESH, as_json: bool = _JSON, quiet: bool = _QUIET,  # noqa: UP007
+    images: Optional[Path] = _IMAGES, captions: Optional[Path] = _CAPTIONS,
+    queries: Optional[Path] = _QUERIES, candidates: str = _CANDIDATES,
+    category: list[str] = _CATEGORY, limit: Optional[int] = _LIMIT, offset: int = _OFFSET,
+    concurrency: int = _CONCURRENCY, depth: Optional[int] = _DEPTH,
+    out: Optional[Path] = _LADDER_OUT, fresh: bool = _FRESH, as_json: bool = _JSON, quiet: bool = _QUIET,
 ) -> None:
     """Run candidate presets on a slice with the configured models and keep the best (by the benchmark's main
     score) as their profile: search, chat, ui, the SDK and eval use it when no preset is given."""
@@ -364,10 +364,10 @@ def calibrate(
 def compare(
     runs: list[str] = typer.Argument(..., help="Run ids (as `eval run` prints them, under CIRGRAPH_HOME/runs), run "
                                      "folders or record.json files."),
-    plot_path: Optional[Path] = typer.Option(None, "--plot", help="Where to save the chart (.png needs "  # noqa: UP007
+    plot_path: Optional[Path] = typer.Option(None, "--plot", help="Where to save the chart (.png needs "
                                              "matplotlib, else .svg; default: compare-<runs>.png in the folder "
                                              "that holds the runs, named after them)."),
-    csv_path: Optional[Path] = typer.Option(None, "--csv", help="Also write the table as CSV."),  # noqa: UP007
+    csv_path: Optional[Path] = typer.Option(None, "--csv", help="Also write the table as CSV."),
     as_json: bool = _JSON,
 ) -> None:
     """Print a side-by-side table of the runs' metrics and cost per query, and save a chart of the metrics."""

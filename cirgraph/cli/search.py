@@ -104,12 +104,12 @@ def _check_inputs(text: str, image: Path | None, settings: Settings) -> None:
 @app.command("search")
 def search(
     text: str = typer.Option(..., "--text", "-t", help="The modification: what should differ from the reference."),
-    image: Optional[Path] = typer.Option(None, "--image", "-i", help="The reference image file."),  # noqa: UP045
-    ref_id: Optional[str] = typer.Option(None, "--ref-id", help="The reference as a gallery item id."),  # noqa: UP045
+    image: Optional[Path] = typer.Option(None, "--image", "-i", help="The reference image file."),
+    ref_id: Optional[str] = typer.Option(None, "--ref-id", help="The reference as a gallery item id."),
     gallery: str = typer.Option("default", "--gallery", "-g", help="The gallery to search."),
     k: int = typer.Option(10, "-k", "--k", min=1, max=1000, help="How many results."),
-    preset: Optional[str] = preset_option(),  # noqa: UP045
-    caption: Optional[str] = typer.Option(None, "--caption", help="The reference's caption (skips captioning)."),  # noqa: UP045
+    preset: Optional[str] = preset_option(),
+    caption: Optional[str] = typer.Option(None, "--caption", help="The reference's caption (skips captioning)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object: results and explanation."),
     explain: bool = typer.Option(False, "--explain", help="Also print how the ranking came about."),
 ) -> None:

@@ -62,22 +62,22 @@ def _require_web_extras() -> None:
 
 @app.command("ui")
 def ui(
-    gallery: Optional[list[str]] = typer.Option(  # noqa: UP007 - typer reads the annotation at runtime
+    gallery: Optional[list[str]] = typer.Option(
         None, "--gallery", "-g", help="Gallery to serve (repeat for several; the first is the default). "
                                       "Default: 'default'."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to bind. Anything but loopback exposes the "
                                                         "chat to the network, behind an access token."),
     port: int = typer.Option(8000, "--port", min=0, max=65535, help="Port to bind."),
-    preset: Optional[str] = preset_option(),  # noqa: UP045
+    preset: Optional[str] = preset_option(),
     max_upload_mb: float = typer.Option(20.0, "--max-upload-mb", min=0.01, help="Largest accepted upload."),
     allow_remote_images: bool = typer.Option(False, "--allow-remote-images",
                                              help="Accept http(s) image URLs as references (the server fetches "
                                                   "them; off: refused)."),
-    token: Optional[str] = typer.Option(  # noqa: UP045
+    token: Optional[str] = typer.Option(
         None, "--token", envvar="CIRGRAPH_UI_TOKEN", show_default=False,
         help="Access token the API and the page require (a bearer header, or a login). Default: none on loopback; "
              "generated and printed when binding any other address."),
-    allow_origin: Optional[list[str]] = typer.Option(  # noqa: UP007
+    allow_origin: Optional[list[str]] = typer.Option(
         None, "--allow-origin", envvar="CIRGRAPH_UI_ALLOW_ORIGINS",
         help="Another origin (https://host:port) whose pages may post to the API (repeat for several); the app's "
              "own pages always may."),

@@ -311,7 +311,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as real servers do
     disable_nagle_algorithm = True  # headers and body go out in two writes: don't let Nagle hold the second
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's signature
+    def log_message(self, format: str, *args: Any) -> None:  # the stdlib's signature
         pass
 
     def setup(self) -> None:
@@ -338,7 +338,7 @@ class _Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True  # the client gave up (timeout); nothing to answer
 
-    def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+    def do_GET(self) -> None:  # the stdlib's name
         self.fake._enter(RecordedRequest("GET", self.path, self._headers()), chat=False)
         if not self.path.rstrip("/").endswith("/models"):
             self._send(*_error(404, f"no route GET {self.path}"))
@@ -347,7 +347,7 @@ class _Handler(BaseHTTPRequestHandler):
         data = [{"id": n, "object": "model", "created": 0, "owned_by": "fake"} for n in names]
         self._send(200, {"Content-Type": "application/json"}, json.dumps({"object": "list", "data": data}).encode())
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         try:
             body = json.loads(raw or b"{}")

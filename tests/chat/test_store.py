@@ -58,7 +58,7 @@ def test_references_are_validated_before_they_are_kept(store: ChatStore, world) 
 
 
 class _Images(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         body = png()
         self.send_response(200)
         self.send_header("Content-Type", "image/png")

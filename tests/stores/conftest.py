@@ -68,7 +68,7 @@ def chroma_server(tmp_path_factory: pytest.TempPathFactory):
         pytest.skip("the chroma CLI is not installed")
     data = tmp_path_factory.mktemp("chroma-server")
     port = _free_port()
-    log = open(data.parent / f"chroma-server-{port}.log", "w+b")  # noqa: SIM115 -- closed at teardown
+    log = open(data.parent / f"chroma-server-{port}.log", "w+b")  # closed at teardown
     env = {**os.environ, "ANONYMIZED_TELEMETRY": "False"}
     proc = subprocess.Popen([exe, "run", "--path", str(data), "--host", "127.0.0.1", "--port", str(port)],
                             stdout=log, stderr=subprocess.STDOUT, env=env)
@@ -129,7 +129,7 @@ def _no_default_embedding_function(monkeypatch: pytest.MonkeyPatch) -> None:
     """Chroma's default embedding function downloads a model when it embeds: any use of it fails the test."""
     from chromadb.api.types import DefaultEmbeddingFunction
 
-    def refuse(self, input):  # noqa: A002 -- chromadb's signature
+    def refuse(self, input):  # chromadb's signature
         raise AssertionError("Chroma's default embedding function was used")
 
     monkeypatch.setattr(DefaultEmbeddingFunction, "__call__", refuse)
