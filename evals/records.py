@@ -222,7 +222,8 @@ class QueryLog:
             try:
                 result = QueryResult.model_validate_json(line)
             except ValidationError as exc:
-                raise InputError(f"{self.path}, line {number}", f"not a query result ({exc.errors()[0]['msg']})")
+                raise InputError(f"{self.path}, line {number}",
+                                 f"not a query result ({exc.errors()[0]['msg']})") from exc
             results[result.id] = result
         return results
 

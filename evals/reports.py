@@ -11,7 +11,7 @@ import io
 import os
 import statistics
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -82,7 +82,7 @@ def assemble(session: Session, config: PipelineConfig, run_id: str, fp: str, log
     ids = {q.id for q in queries}
     m = session.models
     return RunRecord(
-        run_id=run_id, fingerprint=fp, created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        run_id=run_id, fingerprint=fp, created=datetime.now(UTC).isoformat(timespec="seconds"),
         package_version=__version__, git_revision=git_revision(), benchmark=bench.name, split=spec.split,
         categories=[p.data.category for p in session.parts], revision=bench.revision, main_score=bench.main_score,
         data=[DataInfo(role=f.role, name=f.path.name, sha256=f.sha256, known_sha256=f.known_sha256,
@@ -164,7 +164,8 @@ def markdown(record: RunRecord) -> str:
               f"{record.counts.get('resumed', 0)} resumed from an earlier run).",
               f"Per query: {row['calls/q']} model calls, {row['cached/q']} cached, {row['tokens/q']} tokens, "
               f"{row['s/q']} s; the model's time {row['model s/q']} s a query, cached answers at their original "
-              f"cost. Wall time of this invocation, the gallery build included: {record.timings.get('wall_s', 0)} s.", ""]
+              f"cost. Wall time of this invocation, the gallery build included: "
+              f"{record.timings.get('wall_s', 0)} s.", ""]
     models = {k: f"{m.name} ({m.kind}{', ' + m.endpoint if m.endpoint else ''})" for k, m in record.models.items() if m}
     lines += [f"- {k}: {v}" for k, v in models.items()]
     lines += [f"- prompt {s}: {p['template']} ({p['sha']})" for s, p in sorted(record.prompts.items())]

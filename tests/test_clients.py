@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from cirgraph.agents.context import PipelineConfig
 from cirgraph.agents.presets import PRESETS
 from cirgraph.clients import (LazyChatModel, build_captioner, build_image_text_embedder, eval_models, needed_models,
                               open_gallery)

@@ -61,7 +61,8 @@ def test_editable_install_resolves_into_the_repo_and_shadows_nothing() -> None:
     code = (
         "import importlib.util, json, cirgraph.tools, cirgraph.agents, cirgraph.stores, cirgraph.evals, "
         "cirgraph.prompts\n"
-        "bare = {n: importlib.util.find_spec(n) is not None and 'cirgraph' in (importlib.util.find_spec(n).origin or '')"
+        "bare = {n: importlib.util.find_spec(n) is not None"
+        " and 'cirgraph' in (importlib.util.find_spec(n).origin or '')"
         " for n in ['agents', 'tools', 'stores', 'prompts', 'evals']}\n"
         "print(json.dumps({'tools': cirgraph.tools.__file__, 'bare': bare}))"
     )

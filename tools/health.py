@@ -3,10 +3,10 @@
 A client (cirgraph.tools.openai_chat) is given one EndpointHealth, or makes its own; the clients of one retriever or
 one eval run share it. When a call gives up on an endpoint because its attempts could not connect or got no answer
 within the timeout, or as many attempts in a row as one call may make (the client's `max_retries`) failed so,
-whichever calls made them, the endpoint is marked down for `hold_s`
-seconds: calls to it in that time, and the retries of calls already in flight, fail at once with EndpointDown naming
-the failure, so the later stages of a search degrade at once instead of each waiting out its own timeouts. The first call after the hold tries the endpoint again
-(a half-open circuit breaker); any answer marks it up.
+whichever calls made them, the endpoint is marked down for `hold_s` seconds: calls to it in that time, and the
+retries of calls already in flight, fail at once with EndpointDown naming the failure, so the later stages of a
+search degrade at once instead of each waiting out its own timeouts. The first call after the hold tries the endpoint
+again (a half-open circuit breaker); any answer marks it up.
 
 `wait_until_up` is what a long run does instead of failing query after query: it probes a down endpoint with a cheap
 request at exponentially growing intervals (capped) until it answers, or gives up after `max_wait_s`.

@@ -98,7 +98,8 @@ def decodable_formats() -> list[str]:
 
 
 def normalise(img: Image) -> Image:
-    """8-bit RGB: palette and alpha are flattened onto white, CMYK and 16-bit converted, frames beyond the first dropped."""
+    """8-bit RGB: palette and alpha are flattened onto white, CMYK and 16-bit converted, frames beyond the first
+    dropped."""
     from PIL import Image as PILImage
 
     if getattr(img, "n_frames", 1) > 1:

@@ -5,7 +5,8 @@ Each candidate is one call answering every proposition's yes/no question: the vi
 image (beside the reference when configured: a pairwise judgement); a candidate without a readable image is judged
 on its captions by the LLM (caption-only galleries). A "yes_no" template (the small-model variant) asks one closed
 question about the whole target instead, and scores it as P(yes) from the answer's log-probabilities. Calls run
-concurrently; the model client bounds how many are in flight. Verdicts are kept by (candidate, propositions), so a later round re-checks only new candidates.
+concurrently; the model client bounds how many are in flight. Verdicts are kept by (candidate, propositions), so a
+later round re-checks only new candidates.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from cirgraph.agents.progress import stage_summary as stage_summary  # the chat API and CLI import it here
@@ -128,7 +128,7 @@ def record_turn(action: dict[str, Any], n: int, result: SearchResult | None = No
     record = {"n": n, "kind": "select" if result is None else "search", "text": action["text"],
               "modification": action["modification"], "reference": action["reference"], "pick": action["pick"],
               "context": action["context"], "description": None, "hits": [], "explanation": {},
-              "at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+              "at": datetime.now(UTC).isoformat(timespec="seconds")}
     if result is not None:
         explanation = result.explanation()
         kept = {key: explanation.get(key) for key in EXPLANATION_KEYS}

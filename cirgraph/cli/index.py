@@ -134,7 +134,8 @@ def index(
     settings = Settings()
     check_gallery_name(gallery)
     table = load_captions(captions) if captions is not None else None  # a bad file fails before any write
-    scan = scan_path(path, follow_links=follow_links) if path is not None else None  # so does a missing or image-less PATH
+    # so does a missing or image-less PATH
+    scan = scan_path(path, follow_links=follow_links) if path is not None else None
     captioner = clients.build_captioner(settings) if caption_with_model else None  # and a missing vision model
     err = Console(stderr=True, soft_wrap=True)
     hnsw: dict = {}

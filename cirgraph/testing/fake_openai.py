@@ -142,7 +142,8 @@ class FakeOpenAIServer:
 
     def __init__(
         self, rules: Mapping[str, Reply] | Sequence[tuple[str, Reply]] = (), *, default: Reply = "ok",
-        delay_s: float = 0.0, reject_json_schema: bool = False, reject_json_object: bool = False, reject_status: int = 400,
+        delay_s: float = 0.0, reject_json_schema: bool = False, reject_json_object: bool = False,
+        reject_status: int = 400,
         api_key: str | None = None, models: Sequence[str] | None = None, include_usage: bool = True,
         logprobs: Literal["yes", "omit", "reject"] = "yes",
     ) -> None:

@@ -31,7 +31,8 @@ def test_show_and_clear_per_namespace() -> None:
     stats = json.loads(shown.stdout)[str(path)]
     assert stats["chat"]["entries"] == 2 and stats["chat"]["bytes"] > 1000 and stats[FAILED_NAMESPACE]["entries"] == 1
     assert "chat-invalid" in _run().stdout
-    assert _run("clear", "--namespace", FAILED_NAMESPACE).stdout.strip() == "removed 1 entry of namespace 'chat-invalid'"
+    cleared = _run("clear", "--namespace", FAILED_NAMESPACE).stdout.strip()
+    assert cleared == "removed 1 entry of namespace 'chat-invalid'"
     with CallCache(path) as cache:
         assert cache.count("chat") == 2 and cache.count(FAILED_NAMESPACE) == 0
     assert _run("clear").stdout.strip() == "removed 2 entries"

@@ -92,7 +92,8 @@ def test_exactly_one_reference_is_required(images: Path) -> None:
 ])
 def test_bad_input_is_one_line_and_exit_1(images: Path, monkeypatch, capsys, args, message) -> None:
     if "--preset" in args:
-        monkeypatch.setattr(search_cli, "open_retriever", lambda g, p, s=None: Retriever.from_settings(s, gallery=g, preset=p))
+        monkeypatch.setattr(search_cli, "open_retriever",
+                            lambda g, p, s=None: Retriever.from_settings(s, gallery=g, preset=p))
     monkeypatch.setattr(sys, "argv", ["cirgraph", "search", *args])
     with pytest.raises(SystemExit) as exit_info:
         main()

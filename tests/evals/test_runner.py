@@ -165,7 +165,7 @@ def test_test_split_writes_valid_submission_files(tmp_path: Path, captions: Path
 def test_image_mode_indexes_the_split_gallery_and_maps_hits_to_names(tmp_path: Path) -> None:
     images = tmp_path / "images"
     split = json.loads((CIRR / "image_splits" / "split.rc2.val.json").read_text())
-    for n, (name, rel) in enumerate(split.items()):
+    for n, (_name, rel) in enumerate(split.items()):
         (images / rel).parent.mkdir(parents=True, exist_ok=True)
         Image.new("RGB", (8, 8), (n * 4 % 256, 90, 200 - n * 3)).save(images / rel)
     embedder = HashImageTextEmbedder()

@@ -141,7 +141,7 @@ def test_worked_examples_are_not_benchmark_queries() -> None:
         pytest.skip("../shared/data is not beside the checkout")
     texts = " ".join(p.read_text(encoding="utf-8").lower() for p in data.rglob("*.json"))
     for stage, variables in SMALL.items():
-        for role, text in loader.render(stage, "small", **variables).turns[1:-1]:
+        for _role, text in loader.render(stage, "small", **variables).turns[1:-1]:
             for line in text.lower().splitlines():
                 body = line.split(":", 1)[-1].strip()
                 if len(body.split()) < 4:  # a one-word answer ("yes") is no example
