@@ -76,7 +76,7 @@ class QueryInput(TypedDict, total=False):
     caption: str | None
     caption_source: str  # "given" | "gallery" when a caption came with the query
     max_rounds: int
-    score_ids: list[str]  # gallery items to score exactly even outside the ranking (see retrieve.rank)
+    score_ids: list[str]  # gallery items to score exactly even outside the ranking (see agents.ranking.rank)
 
 
 class PipelineState(QueryInput, total=False):

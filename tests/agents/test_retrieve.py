@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from cirgraph.agents.fusion import mean_direction
-from cirgraph.agents.nodes.retrieve import rank
+from cirgraph.agents.ranking import rank
 from cirgraph.agents.presets import preset
 from cirgraph.agents.query import build_input
 from cirgraph.errors import ConfigError
