@@ -79,7 +79,8 @@ def _explain(out: Console, result: SearchResult) -> None:
         out.print(f"description ({e['description_source'] or 'baseline'}): {d}", highlight=False, markup=False)
     for p in e["propositions"]:
         out.print(f"proposition [{p['polarity']}]: {p['text']} -- {p['question']}", highlight=False, markup=False)
-    out.print(f"weights: {json.dumps(e['weights'])}", highlight=False, markup=False)
+    weights = {k: round(v, 4) for k, v in e["weights"].items()}  # 0.9090909090909092 reads as 0.9091
+    out.print(f"weights: {json.dumps(weights)}", highlight=False, markup=False)
     out.print(f"rounds: {e['rounds']}, stop: {e['stop_reason'] or '-'}", highlight=False, markup=False)
     latency = ", ".join(f"{k} {v:.2f}s" for k, v in e["latency_s"].items())
     u = e["usage"]
