@@ -63,8 +63,8 @@ def test_table_and_explanation(images: Path) -> None:
 
 
 def test_explained_weights_print_without_float_noise(images: Path) -> None:
-    res = _run("--ref-id", "blue-dress", "--text", "make it red", "-k", "2", "--preset", "modification+reference", "--explain",
-               "--gallery", "shop")
+    res = _run("--ref-id", "blue-dress", "--text", "make it red", "-k", "2", "--preset", "modification+reference",
+               "--explain", "--gallery", "shop")
     assert res.exit_code == 0, res.output
     weights = json.loads(next(ln for ln in res.stdout.splitlines() if ln.startswith("weights: "))[9:])
     assert len(weights) > 1 and all(round(w, 4) == w for w in weights.values()), weights  # not 0.9090909090909092
