@@ -66,3 +66,26 @@ def test_embedding_a_query_imports_neither_torch_nor_transformers(bert_dir: Path
             "print(v.shape, sorted({'torch', 'transformers'} & set(sys.modules)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "(1, 32) []"
+
+
+def test_products_run_on_one_blas_thread_and_without_threadpoolctl_give_the_same_vectors(
+    bert_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from threadpoolctl import threadpool_info
+
+    seen: list[int] = []
+    real = NumpyBertEmbedder._embed_one
+
+    def spy(self, text):  # the BLAS thread count while a text is embedded
+        seen.extend(lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas")
+        return real(self, text)
+
+    monkeypatch.setattr(NumpyBertEmbedder, "_embed_one", spy)
+    limited = NumpyBertEmbedder("tiny", bert_dir).embed_texts(TEXTS)
+    assert seen and set(seen) == {1}
+    # an environment installed before threadpoolctl became a dependency: BLAS keeps its own threads, same vectors
+    monkeypatch.setattr(bert_numpy, "_blas", None)
+    monkeypatch.setitem(sys.modules, "threadpoolctl", None)  # import fails
+    plain = NumpyBertEmbedder("tiny", bert_dir).embed_texts(TEXTS)
+    assert bert_numpy._blas is False
+    np.testing.assert_allclose(plain, limited, atol=1e-6)
