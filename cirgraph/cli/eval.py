@@ -64,6 +64,9 @@ _DEPTH = typer.Option(None, "--depth", min=1, max=1000, help="Ranked names kept 
 _FRESH = typer.Option(False, "--fresh", help="Discard the run folder's finished queries and start over.")
 _JSON = typer.Option(False, "--json", help="Print one JSON object instead of tables.")
 _QUIET = typer.Option(False, "--quiet", "-q", help="No progress output.")
+_MAX_OUTAGE = typer.Option(600.0, "--max-outage", min=0.0, metavar="SECONDS",
+                           help="How long the run waits for a model endpoint that went away (probing it with "
+                                "back-off) before it stops; a rerun resumes.")
 _PRESET = preset_option()
 _RUN_OUT = typer.Option(None, "--out", "-o", help="Run folder (default: CIRGRAPH_HOME/runs/<run id>); rerunning "
                         "into it skips finished queries.")
@@ -184,7 +187,7 @@ def check_paths(data: Path, images: Path | None = None, captions: Path | None = 
 
 def _spec(benchmark: str, split: str, data: Path, images: Path | None, captions: Path | None, queries: Path | None,
           config: PipelineConfig, category: list[str], limit: int | None, concurrency: int, depth: int | None,
-          out: Path | None, fresh: bool, offset: int = 0) -> EvalSpec:
+          out: Path | None, fresh: bool, offset: int = 0, max_outage: float = 600.0) -> EvalSpec:
     from cirgraph.evals.runner import EvalSpec
 
     check_paths(data, images, captions, queries)
@@ -192,7 +195,7 @@ def _spec(benchmark: str, split: str, data: Path, images: Path | None, captions:
     return EvalSpec(benchmark=benchmark.lower(), split=split, data_dir=data, images_dir=images,
                     captions_file=captions, query_file=queries, categories=tuple(category), config=config,
                     limit=limit, offset=offset, concurrency=concurrency, depth=depth, out_dir=out,
-                    fresh=fresh)
+                    fresh=fresh, max_outage_s=max_outage)
 
 
 def _print_comparison(records: list[RunRecord], as_json: bool, plot_path: Path | None) -> None:
@@ -245,6 +248,7 @@ def run(
     limit: Optional[int] = _LIMIT, offset: int = _OFFSET, concurrency: int = _CONCURRENCY,
     depth: Optional[int] = _DEPTH,
     out: Optional[Path] = _RUN_OUT, fresh: bool = _FRESH, as_json: bool = _JSON, quiet: bool = _QUIET,
+    max_outage: float = _MAX_OUTAGE,
 ) -> None:
     """Run the pipeline on every query of a split; write the record, summaries and (test splits) submissions."""
     from cirgraph.evals.runner import evaluate
@@ -257,7 +261,7 @@ def run(
     if why is not None:  # said once the inputs are known to be good
         announce_default(config, why)
     spec = _spec(benchmark, split, data, images, captions, queries, config, category, limit, concurrency, depth,
-                 out, fresh, offset)
+                 out, fresh, offset, max_outage)
     reporter = _Reporter(enabled=not quiet)
     try:
         record = evaluate(spec, settings, reporter=reporter)
@@ -286,6 +290,7 @@ def ladder(
     limit: Optional[int] = _LIMIT, offset: int = _OFFSET, concurrency: int = _CONCURRENCY,
     depth: Optional[int] = _DEPTH,
     out: Optional[Path] = _LADDER_OUT, fresh: bool = _FRESH, as_json: bool = _JSON, quiet: bool = _QUIET,
+    max_outage: float = _MAX_OUTAGE,
 ) -> None:
     """Run the ablation presets one after another with shared caches, then print the comparison table."""
     from cirgraph.agents.presets import names
@@ -295,7 +300,7 @@ def ladder(
     chosen = [p.strip() for p in presets.split(",") if p.strip()] if presets else names()
     configs = [parse_config(name, variant, setting) for name in chosen]
     spec = _spec(benchmark, split, data, images, captions, queries, configs[0], category, limit, concurrency, depth,
-                 out, fresh, offset)
+                 out, fresh, offset, max_outage)
     settings = Settings()
     reporter = _Reporter(enabled=not quiet)
     try:
@@ -320,6 +325,7 @@ def calibrate(
     category: list[str] = _CATEGORY, limit: Optional[int] = _LIMIT, offset: int = _OFFSET,
     concurrency: int = _CONCURRENCY, depth: Optional[int] = _DEPTH,
     out: Optional[Path] = _LADDER_OUT, fresh: bool = _FRESH, as_json: bool = _JSON, quiet: bool = _QUIET,
+    max_outage: float = _MAX_OUTAGE,
 ) -> None:
     """Run candidate presets on a slice with the configured models and keep the best (by the benchmark's main
     score) as their profile: search, chat, ui, the SDK and eval use it when no preset is given."""
@@ -335,7 +341,7 @@ def calibrate(
     if not usable:
         raise InputError("--candidates", "every candidate needs an LLM and none is configured (CIRGRAPH_LLM_BASE_URL)")
     spec = _spec(benchmark, split, data, images, captions, queries, usable[0], category, limit, concurrency, depth,
-                 out, fresh, offset)
+                 out, fresh, offset, max_outage)
     reporter = _Reporter(enabled=not quiet)
     try:
         records = run_ladder(spec, usable, settings, reporter=reporter)

@@ -5,6 +5,7 @@ fake OpenAI-compatible server (CIRGRAPH_LLM_BASE_URL) and the caption embedder t
 from __future__ import annotations
 
 import json
+import time
 import os
 import re
 import subprocess
@@ -230,3 +231,22 @@ def test_the_preset_help_lists_every_preset_in_order() -> None:
     listed = PRESET_HELP.split(":", 1)[1].split(". Default")[0]
     assert [p.strip() for p in listed.split(",")] == names()
     assert not re.search(r"\b(eight|nine|ten|eleven|twelve|\d+) presets\b", PRESET_HELP)
+
+
+def test_max_outage_stops_a_run_whose_endpoint_is_gone(server: FakeOpenAIServer, captions: Path, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture) -> None:
+    from cirgraph.cli import main
+
+    server.stop()  # the endpoint refuses every connection from here on
+    monkeypatch.setattr(sys, "argv", ["cirgraph", "eval", "run", *run_args(captions, tmp_path / "gone", "--preset",
+                                                                            "cirevl", "-q", "--max-outage", "0.5")])
+    started = time.perf_counter()
+    with pytest.raises(SystemExit) as stop:
+        main()
+    seconds = time.perf_counter() - started
+    err = capsys.readouterr().err
+    print(f"eval run, endpoint gone, --max-outage 0.5: exit {stop.value.code} after {seconds:.1f} s")
+    assert stop.value.code == 1 and "Traceback" not in err, err
+    assert server.base_url in err and "still unreachable after waiting" in err and "rerun resumes" in err
+    assert len(err.strip().splitlines()) == 1 and seconds < 30
