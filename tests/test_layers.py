@@ -4,33 +4,17 @@ function, since a store that reaches up to the SDK face to build its embedder ha
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
 import pytest
 
 import cirgraph.stores
 import cirgraph.tools
+from tests.imports import imported_modules
 
 SDK_FACE = ("cirgraph.retriever", "cirgraph.clients", "cirgraph.cli", "cirgraph.chat")
 LOWER = {"cirgraph.stores": Path(cirgraph.stores.__file__).parent,
          "cirgraph.tools": Path(cirgraph.tools.__file__).parent}
-
-
-def imported_modules(path: Path, package: str) -> set[str]:
-    """Absolute names of what the module at `path` (a module of `package`) imports, `from x import y` as x and x.y."""
-    names: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
-        if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:  # relative: from the package, up level - 1 packages
-                parent = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
-                base = f"{parent}.{base}" if base else parent
-            names.add(base)
-            names.update(f"{base}.{alias.name}" for alias in node.names)
-    return names
 
 
 def sdk_face(names: set[str]) -> list[str]:

@@ -3,33 +3,16 @@ changed, replaced or tested alone."""
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
 import pytest
 
 import cirgraph.agents.nodes as nodes_package
+from tests.imports import imported_modules
 
 NODES_DIR = Path(nodes_package.__file__).parent
 PACKAGE = "cirgraph.agents.nodes"
 NODES = sorted(p.stem for p in NODES_DIR.glob("*.py") if not p.stem.startswith("_"))
-
-
-def imported_modules(path: Path) -> set[str]:
-    """Absolute names of the modules `path` imports (relative imports resolved against the nodes package)."""
-    names: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
-        if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                parts = PACKAGE.split(".")[: len(PACKAGE.split(".")) - node.level + 1]
-                base = ".".join(parts + ([node.module] if node.module else []))
-            else:
-                base = node.module or ""
-            names.add(base)
-            names.update(f"{base}.{alias.name}" for alias in node.names)
-    return names
 
 
 def test_every_node_is_found() -> None:
@@ -39,7 +22,7 @@ def test_every_node_is_found() -> None:
 @pytest.mark.parametrize("node", NODES)
 def test_a_node_imports_no_other_node(node: str) -> None:
     others = {f"{PACKAGE}.{other}" for other in NODES if other != node}
-    imported = imported_modules(NODES_DIR / f"{node}.py")
+    imported = imported_modules(NODES_DIR / f"{node}.py", PACKAGE)
     assert not imported & others, f"agents/nodes/{node}.py imports {sorted(imported & others)}"
 
 
@@ -47,5 +30,5 @@ def test_the_check_sees_relative_and_absolute_imports(tmp_path: Path) -> None:
     module = tmp_path / "m.py"
     module.write_text("from .rerank import checks\nimport cirgraph.agents.nodes.decompose\n"
                       "from cirgraph.agents.nodes import recompose\nfrom . import reflect\n", encoding="utf-8")
-    found = imported_modules(module)
+    found = imported_modules(module, PACKAGE)
     assert {f"{PACKAGE}.{n}" for n in ("rerank", "decompose", "recompose", "reflect")} <= found

@@ -3,34 +3,18 @@ top, under TYPE_CHECKING or inside a function, since each is a dependency a read
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
 import cirgraph.evals
+from tests.imports import imported_modules
 
 PACKAGE = "cirgraph.evals"
 FOLDER = Path(cirgraph.evals.__file__).parent
 
 
-def module_imports(path: Path, package: str, modules: set[str]) -> set[str]:
-    """The modules of `modules` that the file at `path` (a module of `package`) imports, by dotted name."""
-    found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:  # relative: from the package, up level - 1 packages
-                parent = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
-                base = f"{parent}.{base}" if base else parent
-            found.add(base)
-            found.update(f"{base}.{alias.name}" for alias in node.names)  # `from package import module`
-    return found & modules
-
-
 def import_graph(folder: Path, package: str) -> dict[str, set[str]]:
     modules = {f"{package}.{p.stem}": p for p in folder.glob("*.py") if p.stem != "__init__"}
-    return {name: module_imports(path, package, set(modules)) - {name} for name, path in modules.items()}
+    return {name: imported_modules(path, package) & set(modules) - {name} for name, path in modules.items()}
 
 
 def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
