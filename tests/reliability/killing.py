@@ -4,6 +4,7 @@ Moments tied to events of the run itself land at the same point of the work howe
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -13,6 +14,8 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import pytest
 
 TRACED_CLI = Path(__file__).with_name("traced_cli.py")
 
@@ -117,3 +120,23 @@ def kill_each(runs: Sequence[tuple[Moment, dict[str, str]]], *args: str, at_once
     """`kill_at` for each (moment, environment), `at_once` runs at a time (each with its own CIRGRAPH_HOME)."""
     with ThreadPoolExecutor(max_workers=at_once) as pool:
         return list(pool.map(lambda run: kill_at(run[0], run[1], *args), runs))
+
+
+def run_to_end(monkeypatch: pytest.MonkeyPatch, env: dict[str, str], args: Sequence[str]) -> tuple[dict, float]:
+    """`cirgraph ARGS --json` to the end (uninterrupted, or resuming a killed run), through the real entry point in
+    this process with the CIRGRAPH_* settings of `env`; (its JSON summary, seconds)."""
+    from typer.testing import CliRunner
+
+    from cirgraph.cli import app
+    from cirgraph.stores.chroma import clear_client_cache
+
+    for key, value in env.items():
+        if key.startswith("CIRGRAPH_"):
+            monkeypatch.setenv(key, value)
+    started = time.perf_counter()
+    try:
+        result = CliRunner().invoke(app, list(args), catch_exceptions=False)
+    finally:
+        clear_client_cache()
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout), time.perf_counter() - started

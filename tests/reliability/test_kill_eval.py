@@ -11,13 +11,10 @@ import time
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from cirgraph.cli import app
-from cirgraph.stores.chroma import clear_client_cache
 from cirgraph.testing.fake_openai import FakeOpenAIServer
 from tests.reliability.conftest import cirgraph_env
-from tests.reliability.killing import Moment, after, exists, kill_each, on_line, on_lines_in
+from tests.reliability.killing import Moment, after, exists, kill_each, on_line, on_lines_in, run_to_end
 from tests.reliability.stores_at_rest import read_store
 
 CIRR = Path(__file__).parents[1] / "evals" / "fixtures" / "cirr"
@@ -60,21 +57,6 @@ def _logged(log: Path) -> list[dict]:
     return [json.loads(line) for line in log.read_text().splitlines()[1:]] if log.exists() else []
 
 
-def _run(monkeypatch: pytest.MonkeyPatch, env: dict[str, str], args: list[str]) -> tuple[dict, float]:
-    """A run to the end (uninterrupted, or resuming a killed one), through the real entry point in this process;
-    (its JSON summary, seconds)."""
-    for key, value in env.items():
-        if key.startswith("CIRGRAPH_"):
-            monkeypatch.setenv(key, value)
-    started = time.perf_counter()
-    try:
-        result = CliRunner().invoke(app, args, catch_exceptions=False)
-    finally:
-        clear_client_cache()
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout), time.perf_counter() - started
-
-
 @pytest.mark.slow
 def test_eval_killed_at_seven_moments_resumes_to_the_uninterrupted_metrics(tmp_path: Path, monkeypatch) -> None:
     args = ["eval", "run", "cirr", "--split", "val", "--data", str(CIRR), "--captions",
@@ -84,7 +66,7 @@ def test_eval_killed_at_seven_moments_resumes_to_the_uninterrupted_metrics(tmp_p
             return cirgraph_env(home, llm_base_url=server.base_url, llm_model="fake-model", llm_api_key="k",
                                 text_embedder="hash:64", embedder="")
 
-        clean, clean_s = _run(monkeypatch, env(tmp_path / "clean"), args)
+        clean, clean_s = run_to_end(monkeypatch, env(tmp_path / "clean"), args)
         folder = Path(clean["folder"]).relative_to(tmp_path / "clean")  # runs/<run id>: the same in every home
         clean_log = {r["id"]: r for r in _logged(tmp_path / "clean" / folder / "queries.jsonl")}
         record = json.loads((tmp_path / "clean" / folder / "record.json").read_text())
@@ -105,7 +87,7 @@ def test_eval_killed_at_seven_moments_resumes_to_the_uninterrupted_metrics(tmp_p
             finished = [r["id"] for r in _logged(log)]
             had_record = (home / folder / "record.json").exists()
             asked_before = len(server.chat_requests)
-            summary, resume_s = _run(monkeypatch, env(home), args)
+            summary, resume_s = run_to_end(monkeypatch, env(home), args)
             asked = len(server.chat_requests) - asked_before
             finished_at_kill[kill.moment] = len(finished)
             print(f"[reliability] eval killed {'' if kill.killed else '(had finished) '}at {kill.at_s:.2f} s, "

@@ -12,12 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
 
-from cirgraph.cli import app
-from cirgraph.stores.chroma import clear_client_cache
 from tests.reliability.conftest import cirgraph_env
-from tests.reliability.killing import Kill, Moment, after, kill_each, on_line
+from tests.reliability.killing import Kill, Moment, after, kill_each, on_line, run_to_end
 from tests.reliability.stores_at_rest import StoreState, read_store
 
 N, BATCH = 24, 4  # six batches
@@ -57,26 +54,11 @@ def _check_whole(state: StoreState, clean: StoreState) -> None:
     assert not state.duplicate_uris() and set(state.captions_per_item().values()) == {2}
 
 
-def _run(monkeypatch: pytest.MonkeyPatch, home: Path, args: list[str]) -> tuple[dict, float]:
-    """A run to the end (uninterrupted, or resuming a killed one), through the real entry point in this process;
-    (its JSON summary, seconds)."""
-    monkeypatch.setenv("CIRGRAPH_HOME", str(home))
-    for key, value in MODELS.items():
-        monkeypatch.setenv(f"CIRGRAPH_{key.upper()}", value)
-    started = time.perf_counter()
-    try:
-        result = CliRunner().invoke(app, args, catch_exceptions=False)
-    finally:
-        clear_client_cache()
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout), time.perf_counter() - started
-
-
 @pytest.mark.slow
 def test_index_killed_at_eight_moments_resumes_to_the_uninterrupted_gallery(tmp_path: Path, monkeypatch) -> None:
     folder, captions = _photos(tmp_path)
     args = ["index", str(folder), "--gallery", "g", "--captions", str(captions), "--batch-size", str(BATCH), "--json"]
-    clean_summary, clean_s = _run(monkeypatch, tmp_path / "clean", args)
+    clean_summary, clean_s = run_to_end(monkeypatch, cirgraph_env(tmp_path / "clean", **MODELS), args)
     clean = read_store(tmp_path / "clean", "g")
     _check_whole(clean, clean)
     assert clean_summary["added"] == N
@@ -89,7 +71,7 @@ def test_index_killed_at_eight_moments_resumes_to_the_uninterrupted_gallery(tmp_
     rows: list[tuple[Kill, StoreState, dict, float]] = []
     for home, kill in zip(homes, killed):
         at_kill = read_store(home, "g")
-        summary, resume_s = _run(monkeypatch, home, args)
+        summary, resume_s = run_to_end(monkeypatch, cirgraph_env(home, **MODELS), args)
         rows.append((kill, at_kill, summary, resume_s))
         print(f"[reliability] index killed {'' if kill.killed else '(had finished) '}at {kill.at_s:.2f} s, "
               f"{kill.moment}: {len(at_kill.items)} items, {len(at_kill.captions)} captions "
