@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import re
 import threading
 import time
 from collections import deque
@@ -123,6 +124,13 @@ def _message_text(message: dict) -> str:
     if isinstance(content, str):
         return content
     return "\n\n".join(p.get("text", "") for p in content if p.get("type") == "text")
+
+
+def echo_recompose(body: dict) -> dict:
+    """A recompose reply (a rule's reply function) whose one description is the request's modification, lower-cased:
+    the recompose templates quote the caption, then the modification, each on a line of its own."""
+    text = "\n".join(m["content"] for m in body["messages"] if isinstance(m["content"], str))
+    return {"edits": [], "descriptions": [re.findall(r'^"(.*)"$', text, re.M)[1].lower()]}
 
 
 class _Server(ThreadingHTTPServer):

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import time
 import os
-import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,21 +17,15 @@ from typer.testing import CliRunner
 
 from cirgraph.cli import app
 from cirgraph.errors import InputError
-from cirgraph.testing.fake_openai import FakeOpenAIServer
+from cirgraph.testing.fake_openai import FakeOpenAIServer, echo_recompose
 
 CIRR = Path(__file__).parents[1] / "evals" / "fixtures" / "cirr"
 QUERIES = json.loads((CIRR / "captions" / "cap.rc2.val.json").read_text())
 
 
-def _recompose(body: dict) -> dict:
-    text = "\n".join(m["content"] for m in body["messages"] if isinstance(m["content"], str))
-    change = re.findall(r'^"(.*)"$', text, re.M)[1]  # the templates quote the caption, then the change
-    return {"edits": [], "descriptions": [change.lower()]}
-
-
 @pytest.fixture
 def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOpenAIServer]:
-    with FakeOpenAIServer({'{"edits"': _recompose}) as fake:
+    with FakeOpenAIServer({'{"edits"': echo_recompose}) as fake:
         for key, value in {"LLM_BASE_URL": fake.base_url, "LLM_MODEL": "fake-model", "LLM_API_KEY": "k",
                            "TEXT_EMBEDDER": "hash:64", "EMBEDDER": ""}.items():
             monkeypatch.setenv(f"CIRGRAPH_{key}", value)

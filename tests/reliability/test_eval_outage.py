@@ -5,7 +5,6 @@ run with an error naming it, and a rerun resumes after the finished queries."""
 from __future__ import annotations
 
 import json
-import re
 import threading
 import time
 from pathlib import Path
@@ -17,17 +16,12 @@ from cirgraph.agents.presets import preset
 from cirgraph.evals.runner import EvalSpec, Models, Reporter, evaluate
 from cirgraph.settings import Settings
 from cirgraph.tools.hash_embedders import HashTextEmbedder
-from cirgraph.testing.fake_openai import Fault, FakeOpenAIServer
+from cirgraph.testing.fake_openai import Fault, FakeOpenAIServer, echo_recompose
 from cirgraph.tools.health import EndpointDown
 from tests.reliability.conftest import chat_client, stopwatch
 
 CIRR = Path(__file__).parents[1] / "evals" / "fixtures" / "cirr"
 QUERIES = json.loads((CIRR / "captions" / "cap.rc2.val.json").read_text())
-
-
-def recompose(body: dict) -> dict:
-    text = "\n".join(m["content"] for m in body["messages"] if isinstance(m["content"], str))
-    return {"edits": [], "descriptions": [re.findall(r'^"(.*)"$', text, re.M)[1].lower()]}
 
 
 @pytest.fixture
@@ -60,14 +54,14 @@ def run(captions: Path, out: Path, server: FakeOpenAIServer, *, reporter: Report
 
 def test_a_run_waits_for_an_endpoint_that_went_away_and_ends_as_an_undisturbed_run(tmp_path: Path,
                                                                                    captions: Path) -> None:
-    with FakeOpenAIServer({'{"edits"': recompose}, delay_s=0.05) as server:
+    with FakeOpenAIServer({'{"edits"': echo_recompose}, delay_s=0.05) as server:
         clean = run(captions, tmp_path / "clean", server)
         calls = {"n": 0}
 
         def outage(body: dict) -> Any:  # the second query's request finds the server dying; it is back 1 s later
             calls["n"] += 1
             if calls["n"] != 2:
-                return recompose(body)
+                return echo_recompose(body)
             threading.Thread(target=lambda: (server.stop(), time.sleep(1.0), server.start()), daemon=True).start()
             return Fault("drop")
 
@@ -85,7 +79,7 @@ def test_a_run_waits_for_an_endpoint_that_went_away_and_ends_as_an_undisturbed_r
 
 def test_an_endpoint_that_stays_away_stops_the_run_and_a_rerun_resumes(tmp_path: Path, captions: Path) -> None:
     out = tmp_path / "run"
-    with FakeOpenAIServer({'{"edits"': recompose}) as server:
+    with FakeOpenAIServer({'{"edits"': echo_recompose}) as server:
         clean = run(captions, tmp_path / "clean", server)
         calls = {"n": 0}
 
@@ -94,7 +88,7 @@ def test_an_endpoint_that_stays_away_stops_the_run_and_a_rerun_resumes(tmp_path:
             if calls["n"] == 3:
                 threading.Thread(target=server.stop, daemon=True).start()
                 return Fault("drop")
-            return recompose(body)
+            return echo_recompose(body)
 
         server.rules = [('{"edits"', dies)]
         with stopwatch("eval run, endpoint gone for good, max_outage_s=0.5") as figures:
@@ -103,7 +97,7 @@ def test_an_endpoint_that_stays_away_stops_the_run_and_a_rerun_resumes(tmp_path:
             finished = [json.loads(line)["id"] for line in (out / "queries.jsonl").read_text().splitlines()[1:]]
             figures["finished"] = len(finished)
         assert len(finished) == 2 and not (out / "record.json").exists()
-        server.rules = [('{"edits"', recompose)]
+        server.rules = [('{"edits"', echo_recompose)]
         server.start()
         resumed = run(captions, out, server)
     assert figures["seconds"] < 5

@@ -6,25 +6,18 @@ fixture in caption space, the LLM a fake OpenAI-compatible server; the figures a
 from __future__ import annotations
 
 import json
-import re
 import time
 from pathlib import Path
 
 import pytest
 
-from cirgraph.testing.fake_openai import FakeOpenAIServer
+from cirgraph.testing.fake_openai import FakeOpenAIServer, echo_recompose
 from tests.reliability.conftest import cirgraph_env
 from tests.reliability.killing import Moment, after, exists, kill_each, on_line, on_lines_in, run_to_end
 from tests.reliability.stores_at_rest import read_store
 
 CIRR = Path(__file__).parents[1] / "evals" / "fixtures" / "cirr"
 QUERIES = json.loads((CIRR / "captions" / "cap.rc2.val.json").read_text())
-
-
-def _recompose(body: dict) -> dict:
-    text = "\n".join(m["content"] for m in body["messages"] if isinstance(m["content"], str))
-    change = re.findall(r'^"(.*)"$', text, re.M)[1]  # the templates quote the caption, then the change
-    return {"edits": [], "descriptions": [change.lower()]}
 
 
 def _captions(path: Path) -> Path:
@@ -61,7 +54,7 @@ def _logged(log: Path) -> list[dict]:
 def test_eval_killed_at_seven_moments_resumes_to_the_uninterrupted_metrics(tmp_path: Path, monkeypatch) -> None:
     args = ["eval", "run", "cirr", "--split", "val", "--data", str(CIRR), "--captions",
             str(_captions(tmp_path / "captions.json")), "--preset", "cirevl", "-c", "1", "-q", "--json"]
-    with FakeOpenAIServer({'{"edits"': _recompose}, delay_s=0.1) as server:
+    with FakeOpenAIServer({'{"edits"': echo_recompose}, delay_s=0.1) as server:
         def env(home: Path) -> dict[str, str]:
             return cirgraph_env(home, llm_base_url=server.base_url, llm_model="fake-model", llm_api_key="k",
                                 text_embedder="hash:64", embedder="")
