@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,7 @@ from PIL import Image
 
 from cirgraph.stores.chroma import clear_client_cache, embedded_client, gallery_names
 from cirgraph.stores.gallery import Gallery
+from tests.in_process import run_cli
 
 PHOTOS = ("astronaut", "coffee", "rocket", "coins")
 
@@ -35,22 +35,6 @@ def photos(tmp_path: Path) -> Path:
     for name in PHOTOS:
         Image.fromarray(getattr(skimage.data, name)()).save(folder / f"{name}.jpg")
     return folder
-
-
-def run_cli(capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch, *args: str) -> tuple[int, str, str]:
-    """Run `cirgraph ARGS` in this process through the real entry point; (exit code, stdout, stderr)."""
-    from cirgraph.cli import main
-
-    monkeypatch.setattr(sys, "argv", ["cirgraph", *map(str, args)])
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    finally:
-        clear_client_cache()
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def open_store(home: Path, name: str) -> Gallery:

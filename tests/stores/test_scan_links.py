@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
 from cirgraph.errors import InputError
-from cirgraph.stores.chroma import clear_client_cache
 from cirgraph.stores.scan import scan_path
+from tests.in_process import run_cli
 
 
 @pytest.fixture
@@ -71,32 +70,18 @@ def test_a_root_given_as_a_link_is_walked(tree: Path, tmp_path: Path) -> None:
     assert names(scan_path(link)) == ["coins.jpg", "rocket.jpg"]
 
 
-def run_index(capsys, monkeypatch, *args: str) -> tuple[int, str]:
-    from cirgraph.cli import main
-
-    monkeypatch.setattr(sys, "argv", ["cirgraph", "index", *map(str, args)])
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    finally:
-        clear_client_cache()
-    return code, capsys.readouterr().out
-
-
 def test_cirgraph_index_does_not_index_the_parent_and_reports_the_link(capsys, monkeypatch, tree: Path) -> None:
     monkeypatch.setenv("CIRGRAPH_EMBEDDER", "hash:32")
-    code, out = run_index(capsys, monkeypatch, tree, "--gallery", "inside", "--json")
+    code, out, _ = run_cli(capsys, monkeypatch, "index", tree, "--gallery", "inside", "--json")
     summary = json.loads(out)
     assert code == 0 and summary["added"] == 2 and summary["total"] == 2 and summary["links_outside"] == 1
-    code, out = run_index(capsys, monkeypatch, tree, "--gallery", "inside")
+    code, out, _ = run_cli(capsys, monkeypatch, "index", tree, "--gallery", "inside")
     assert code == 0 and "skipped 1 links that lead outside the folder (--follow-links follows them)" in out
 
 
 def test_cirgraph_index_follow_links_indexes_the_parent(capsys, monkeypatch, tree: Path) -> None:
     monkeypatch.setenv("CIRGRAPH_EMBEDDER", "hash:32")
-    code, out = run_index(capsys, monkeypatch, tree, "--gallery", "followed", "--json", "--follow-links")
+    code, out, _ = run_cli(capsys, monkeypatch, "index", tree, "--gallery", "followed", "--json", "--follow-links")
     summary = json.loads(out)
     assert code == 0 and summary["added"] == 4 and summary["links_outside"] == 0
     assert os.path.islink(tree / "up")
