@@ -4,6 +4,8 @@ really applies the modification to the caption it is given, so multi-turn contex
 from __future__ import annotations
 
 import re
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -93,3 +95,20 @@ def store(tmp_path: Path) -> Iterator[ChatStore]:
 @pytest.fixture
 def conversations(world: World, store: ChatStore) -> Conversations:
     return Conversations(store, world.retriever)
+
+
+def serve(app: object) -> Iterator[str]:
+    """`app` under uvicorn on 127.0.0.1 (a free port) until the generator is closed; yields its URL."""
+    import uvicorn
+
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not srv.started and thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert srv.started, "uvicorn did not start"
+    port = srv.servers[0].sockets[0].getsockname()[1]
+    yield f"http://127.0.0.1:{port}"
+    srv.should_exit = True
+    thread.join(10)

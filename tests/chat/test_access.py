@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import threading
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +18,8 @@ from cirgraph.chat.limits import RateLimited, RateLimiter
 from cirgraph.chat.store import ChatStore
 from cirgraph.chat.threads import Conversations
 from cirgraph.errors import ConfigError
+
+from .conftest import serve
 
 TOKEN = "s3cret-token-for-tests"
 
@@ -42,22 +42,12 @@ def multipart(fields: dict[str, str], files: dict[str, tuple[str, bytes]] = {}) 
 
 @pytest.fixture
 def served(world, store: ChatStore) -> Iterator[str]:
-    """The app under uvicorn on 127.0.0.1 (a free port), with the loopback Host names of `cirgraph ui`."""
-    import uvicorn
-
+    """The app under uvicorn on 127.0.0.1 (a free port), with the loopback Host names of `cirgraph ui`; host:port."""
     from cirgraph.cli.ui import LOOPBACK_NAMES
 
     app = create_app(Conversations(store, world.retriever), allowed_hosts=LOOPBACK_NAMES)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started and thread.is_alive() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started, "uvicorn did not start"
-    yield f"127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
-    server.should_exit = True
-    thread.join(10)
+    for url in serve(app):
+        yield url.removeprefix("http://")
 
 
 def post(host: str, path: str, body: bytes, content_type: str, **headers: str) -> tuple[int, dict, bytes]:

@@ -9,8 +9,6 @@ selenium. Selenium is given the driver's path, so Selenium Manager never runs (a
 from __future__ import annotations
 
 import os
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +18,7 @@ from cirgraph.chat.api import create_app
 from cirgraph.chat.store import ChatStore
 from cirgraph.chat.threads import Conversations
 
-from .conftest import CaptionWorld, World
+from .conftest import CaptionWorld, World, serve
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 pytestmark = [
@@ -30,23 +28,6 @@ pytestmark = [
                               "(apt-get install -y chromium chromium-driver)"),
 ]
 webdriver = pytest.importorskip("selenium.webdriver", reason="needs selenium (pip install selenium)")
-
-
-def serve(app: object) -> Iterator[str]:
-    """`app` under uvicorn on 127.0.0.1 (a free port) until the generator is closed; yields its URL."""
-    import uvicorn
-
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not srv.started and thread.is_alive() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert srv.started, "uvicorn did not start"
-    port = srv.servers[0].sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(10)
 
 
 @pytest.fixture
