@@ -121,10 +121,15 @@ class FactSearch:
     def _excluded_rows(self, facts: GalleryFacts, exclude: set[str]) -> list[int]:
         return [facts.row[x] for x in exclude if x in facts.row]
 
-    def _where_rows(self, col: Collection, where: Mapping[str, Any], rows: dict[str, int]) -> np.ndarray:
-        """Rows (in `rows`) of the records that match a `where` filter: one round trip, ids only."""
+    def _only_where(self, scores: np.ndarray, col: Collection, where: Mapping[str, Any],
+                    rows: dict[str, int]) -> np.ndarray:
+        """`scores` (one per row of `rows`) with -inf for the records that do not match a `where` filter: one round
+        trip, ids only."""
         res = self._guard("filter", col.get, where=dict(where), include=[])
-        return np.asarray([rows[i] for i in res["ids"] if i in rows], dtype=np.int64)
+        keep = np.asarray([rows[i] for i in res["ids"] if i in rows], dtype=np.int64)
+        allowed = np.full_like(scores, -np.inf)
+        allowed[keep] = scores[keep]
+        return allowed
 
     def hnsw_collection(self, role: str) -> Collection | None:
         """The collection whose HNSW index searches `role` ("images" or "captions"); None where there is none."""
@@ -162,10 +167,7 @@ class FactSearch:
         if facts.images is not None and (where or facts.count <= EXACT_MAX_VECTORS):
             scores = self._cosine(facts.images, vec, "query images").astype(np.float64)
             if where:
-                allowed = np.full(facts.count, -np.inf)
-                rows = self._where_rows(self._images, where, facts.row)
-                allowed[rows] = scores[rows]
-                scores = allowed
+                scores = self._only_where(scores, self._images, where, facts.row)
             scores[self._excluded_rows(facts, exclude)] = -np.inf
             return [self._hit(facts, r, scores[r]) for r in top_rows(scores, k, facts.ids)]
         n = min(k + len(exclude), facts.count)
@@ -196,10 +198,7 @@ class FactSearch:
         if facts.captions is not None and (where or facts.caption_count <= EXACT_MAX_VECTORS):
             per_caption = self._cosine(facts.captions, vec, "query captions")
             if where:
-                allowed = np.full(facts.caption_count, -np.inf, dtype=np.float32)
-                rows = self._where_rows(self._captions, where, facts.caption_row)
-                allowed[rows] = per_caption[rows]
-                per_caption = allowed
+                per_caption = self._only_where(per_caption, self._captions, where, facts.caption_row)
             scores = facts.item_scores(per_caption)
             scores[self._excluded_rows(facts, exclude)] = -np.inf
             return [self._hit(facts, r, scores[r], facts.best_caption(r, per_caption))
